@@ -1,0 +1,27 @@
+# Set-up, demo and tests on a fresh machine. Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test clean
+
+$(BIN)/talking-head: pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/talking-head
+
+# The main job: speech to a talking-head mp4 with the bundled DAE-Talker model.
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio examples/jfk.flac -o demo.mp4
+	@echo "wrote demo.mp4"
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) demo.mp4

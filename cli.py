@@ -1,0 +1,192 @@
+"""The `talking-head` command line: generate, prepare, train, evaluate, convert."""
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from .errors import TalkingHeadError
+
+DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
+
+
+def _generate(args) -> None:
+    import torch
+    from tqdm.auto import tqdm
+
+    from .pipelines.dae_talker import DAETalkerPipeline
+
+    if args.pipeline != "dae":
+        raise TalkingHeadError(f"the {args.pipeline!r} pipeline is not available yet")
+    pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
+    if not pipeline.is_trained:
+        print(f"warning: {args.model or DEFAULT_DAE_MODEL} has no training record: it may be untrained", file=sys.stderr)
+    pose = None
+    if args.pose_from:
+        from .training.prepare import pose_from_video
+
+        features = pipeline.encode_audio(args.audio)
+        reference_pose = torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps))
+        repeats = math.ceil(len(features) / len(reference_pose))
+        pose = pipeline.retarget_pose(reference_pose.repeat(repeats, 1)[: len(features)])
+    with tqdm(total=None, unit="frame", desc="generating") as bar:
+        def report(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps, sampler=args.sampler,
+                          seed=args.seed, batch_size=args.batch_size, callback=report)
+    print(output)
+
+
+def _prepare(args) -> None:
+    from .training.prepare import prepare_dataset
+
+    output = prepare_dataset(args.video, args.out, fps=args.fps, resolution=args.resolution,
+                             val_fraction=args.val_fraction, feature_kinds=tuple(args.features),
+                             landmark_backend=args.landmarks, crop_mode=args.crop, overwrite=args.overwrite)
+    print(output)
+
+
+def _train(args) -> None:
+    from .training.dataset import TalkingHeadDataset
+    from .training.loop import TrainConfig, Trainer
+
+    dataset = TalkingHeadDataset(args.data)
+    if args.model == "autoencoder":
+        from .training.autoencoder_task import AutoencoderTask
+
+        task = AutoencoderTask(dataset, image_size=args.resolution, preset=args.preset or "small")
+    elif args.model == "dae":
+        from .training.dae_task import DAETask
+
+        task = DAETask(dataset, image_size=args.resolution, autoencoder=args.autoencoder,
+                       unet_preset=args.preset or "latent-small", encoder_preset=args.encoder_preset,
+                       prediction_type=args.prediction)
+    else:
+        from .training.speech2latent_task import Speech2LatentTask
+
+        if not args.dae:
+            raise TalkingHeadError("train speech2latent needs --dae, the folder of a trained DAE (from `train dae`)")
+        task = Speech2LatentTask(dataset, args.dae, feature_kind=args.features, preset=args.preset or "base",
+                                 window_frames=args.window)
+    config = TrainConfig(output_dir=args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                         batch_size=args.batch_size, learning_rate=args.lr, checkpoint_minutes=args.checkpoint_minutes,
+                         validate_every=args.validate_every, sample_every=args.sample_every,
+                         mixed_precision=args.mixed_precision, seed=args.seed, resume=not args.restart)
+    final = Trainer(task, config).train()
+    print(f"saved {Path(args.out) / 'model'}: {final}")
+
+
+def _evaluate(args) -> None:
+    import json
+
+    from .evaluation.holdout import evaluate_on_holdout
+    from .pipelines.dae_talker import DAETalkerPipeline
+    from .training.dataset import TalkingHeadDataset
+
+    pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
+    report = evaluate_on_holdout(pipeline, TalkingHeadDataset(args.data), num_inference_steps=args.steps,
+                                 sampler=args.sampler, seed=args.seed, use_real_pose=args.real_pose,
+                                 with_ceiling=args.with_ceiling)
+    report["model"] = str(args.model or DEFAULT_DAE_MODEL)
+    text = json.dumps(report, indent=2)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+
+
+def _convert(args) -> None:
+    from .convert.diffae_checkpoint import convert_to_pretrained
+
+    convert_to_pretrained(args.checkpoint, args.out)
+    print(args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `talking-head`."""
+    parser = argparse.ArgumentParser(prog="talking-head", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="speech (and a portrait) to a talking-head mp4")
+    generate.add_argument("--audio", required=True, help="speech: wav, flac, mp3, m4a or a video's audio track")
+    generate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
+    generate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
+    generate.add_argument("--steps", type=int, default=100, help="sampler steps (paper: 100 DDIM steps)")
+    generate.add_argument("--sampler", default="ddim", help="ddim, dpm++, unipc, deis, euler or heun")
+    generate.add_argument("--seed", type=int, default=0, help="seed of the noise shared by all frames")
+    generate.add_argument("--pose-from", help="a video whose head motion the result follows")
+    generate.add_argument("--batch-size", type=int, default=16, help="frames decoded at once")
+    generate.add_argument("-o", "--output", required=True, help="the mp4 to write")
+    generate.set_defaults(run=_generate)
+
+    prepare = commands.add_parser("prepare", help="turn footage of a person into a training dataset")
+    prepare.add_argument("--video", nargs="+", required=True, help="videos with the person speaking")
+    prepare.add_argument("--out", required=True, help="the dataset folder to write")
+    prepare.add_argument("--fps", type=float, default=25.0)
+    prepare.add_argument("--resolution", type=int, default=256, help="size of the stored face crops")
+    prepare.add_argument("--val-fraction", type=float, default=0.2, help="last part of each video kept for validation")
+    prepare.add_argument("--features", nargs="+", default=["logmel"], help="logmel, wav2vec2, hubert")
+    prepare.add_argument("--landmarks", default="dlib", help="dlib or face-alignment")
+    prepare.add_argument("--crop", choices=["fixed", "smooth"], default="fixed")
+    prepare.add_argument("--overwrite", action="store_true")
+    prepare.set_defaults(run=_prepare)
+
+    train = commands.add_parser("train", help="train a model on a prepared dataset")
+    train.add_argument("model", choices=["autoencoder", "dae", "speech2latent"])
+    train.add_argument("--data", required=True, help="a dataset folder from `talking-head prepare`")
+    train.add_argument("--out", required=True, help="training folder: checkpoint, log, samples, model/")
+    train.add_argument("--resolution", type=int, default=64, help="frame size the model works at")
+    train.add_argument("--preset", help="model size preset")
+    train.add_argument("--encoder-preset", default="small", help="semantic encoder preset (dae)")
+    train.add_argument("--autoencoder", help="trained frame autoencoder folder: diffuse in its latent (dae)")
+    train.add_argument("--prediction", choices=["v_prediction", "epsilon"], default="v_prediction")
+    train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
+    train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent)")
+    train.add_argument("--window", type=int, default=100, help="frames per training window (speech2latent)")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--max-steps", type=int, default=1_000_000)
+    train.add_argument("--max-minutes", type=float, default=math.inf)
+    train.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    train.add_argument("--validate-every", type=int, default=500)
+    train.add_argument("--sample-every", type=int, default=2000)
+    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="measure a DAE-Talker model on a dataset's held-back frames")
+    evaluate.add_argument("--data", required=True, help="a dataset folder from `talking-head prepare`")
+    evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
+    evaluate.add_argument("--steps", type=int, default=100)
+    evaluate.add_argument("--sampler", default="ddim")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--real-pose", action="store_true", help="drive the pose with the real one instead of the predicted")
+    evaluate.add_argument("--with-ceiling", action="store_true", help="also decode the real frames' own latents")
+    evaluate.add_argument("-o", "--output", help="write the report as JSON here too")
+    evaluate.set_defaults(run=_evaluate)
+
+    convert = commands.add_parser("convert-diffae", help="official diffusion-autoencoders checkpoint to diffusers folders")
+    convert.add_argument("checkpoint", help="e.g. ffhq256_autoenc/last.ckpt")
+    convert.add_argument("--out", required=True)
+    convert.set_defaults(run=_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `talking-head`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args)
+    except TalkingHeadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

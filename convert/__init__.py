@@ -1,0 +1,1 @@
+"""Converters from official research checkpoints to this package's diffusers-format model folders."""

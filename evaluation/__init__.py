@@ -1,0 +1,1 @@
+"""Measuring generated talking-head video against real footage."""

@@ -1,0 +1,40 @@
+"""Image and motion metrics: PSNR, SSIM, correlation and the best-aligning lag of two signals."""
+
+import numpy as np
+import torch
+
+
+def psnr(images: torch.Tensor, references: torch.Tensor) -> float:
+    """Mean PSNR in dB over frames; both [N,3,H,W] in [0,1]."""
+    mse = (images - references).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def ssim(images: torch.Tensor, references: torch.Tensor) -> float:
+    """Mean SSIM (Gaussian window 11, sigma 1.5) over frames; both [N,3,H,W] in [0,1]."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return float(structural_similarity_index_measure(images.float(), references.float(), data_range=1.0))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equally long 1-d signals."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def best_lag(signal: np.ndarray, reference: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """The shift in frames (positive: `signal` lags behind `reference`) that correlates them best, and that correlation."""
+    best = (0, -np.inf)
+    for lag in range(-max_lag, max_lag + 1):
+        if lag >= 0:
+            shifted, fixed = signal[lag:], reference[: len(reference) - lag]
+        else:
+            shifted, fixed = signal[: len(signal) + lag], reference[-lag:]
+        if len(shifted) > 2:
+            correlation = pearson(shifted, fixed)
+            if correlation > best[1]:
+                best = (lag, correlation)
+    return best

@@ -1,0 +1,1 @@
+"""Diffusers-compatible model classes (ModelMixin + ConfigMixin) for the talking-head pipelines."""

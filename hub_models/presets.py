@@ -1,0 +1,137 @@
+"""Named constructor configs for :class:`DAEUNet` and :class:`SemanticEncoder`.
+
+Use as ``DAEUNet(**DAE_UNET_PRESETS["latent-small"])``.
+
+The ``ffhq256`` presets reproduce the official Diff-AE ``ffhq256_autoenc``
+model (phizaz/diffae ``templates.py``): decoder 138,341,891 parameters,
+encoder 30,150,400, together 168,492,291 (the official code prints this as
+"160.68 M" because it divides by 1024**2).
+
+The official checkpoints were trained and are sampled with:
+  - 1000 diffusion steps, linear betas from 1e-4 to 0.02 (``np.linspace``,
+    identical to diffusers' ``beta_schedule="linear"``),
+  - epsilon prediction, fixed-large variance, MSE loss,
+  - unscaled integer timesteps 0..999 fed to the model,
+  - images in [-1, 1]; sampling with DDIM (20 steps for evaluation).
+``DIFFAE_SCHEDULER_CONFIG`` holds the matching diffusers scheduler arguments.
+"""
+
+DIFFAE_SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "prediction_type": "epsilon",
+}
+
+DAE_UNET_PRESETS = {
+    # Official ffhq256 autoencoder decoder: 138.3M parameters.
+    "ffhq256": {
+        "sample_size": 256,
+        "in_channels": 3,
+        "out_channels": 3,
+        "model_channels": 128,
+        "channel_mult": (1, 1, 2, 2, 4, 4),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16,),
+        "semantic_dim": 512,
+        "embed_channels": 512,
+        "dropout": 0.1,
+        "num_heads": 1,
+        "resblock_updown": True,
+        "conv_resample": True,
+        "num_groups": 32,
+    },
+    # 3-channel 32x32 latent, levels 32/16/8 px, attention at 16 and 8: 6.5M parameters.
+    # For a 16x16 latent set sample_size=16 (attention then sits at the 16 and 8 px levels).
+    "latent-small": {
+        "sample_size": 32,
+        "in_channels": 3,
+        "out_channels": 3,
+        "model_channels": 64,
+        "channel_mult": (1, 1, 2),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16, 8),
+        "semantic_dim": 512,
+        "embed_channels": 256,
+        "dropout": 0.1,
+        "num_heads": 4,
+        "resblock_updown": True,
+        "conv_resample": True,
+        "num_groups": 32,
+    },
+    # For tests: 16x16 input, 55k parameters.
+    "tiny": {
+        "sample_size": 16,
+        "in_channels": 3,
+        "out_channels": 3,
+        "model_channels": 8,
+        "channel_mult": (1, 2),
+        "num_res_blocks": 1,
+        "attention_resolutions": (8,),
+        "semantic_dim": 16,
+        "embed_channels": 32,
+        "dropout": 0.0,
+        "num_heads": 2,
+        "resblock_updown": True,
+        "conv_resample": True,
+        "num_groups": 4,
+    },
+}
+
+SEMANTIC_ENCODER_PRESETS = {
+    # Official ffhq256 autoencoder encoder: 30.2M parameters.
+    "ffhq256": {
+        "sample_size": 256,
+        "in_channels": 3,
+        "model_channels": 128,
+        "channel_mult": (1, 1, 2, 2, 4, 4, 4),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16,),
+        "out_dim": 512,
+        "num_heads": 1,
+        "resblock_updown": True,
+        "conv_resample": True,
+        "num_groups": 32,
+    },
+    # 128 px faces (also runs at 64 px), pooled from 8x8: 3.2M parameters.
+    "small": {
+        "sample_size": 128,
+        "in_channels": 3,
+        "model_channels": 32,
+        "channel_mult": (1, 2, 2, 4, 8),
+        "num_res_blocks": 2,
+        "attention_resolutions": (16,),
+        "out_dim": 512,
+        "num_heads": 1,
+        "resblock_updown": True,
+        "conv_resample": True,
+        "num_groups": 32,
+    },
+    # For tests: 16x16 input, pairs with the "tiny" DAEUNet (out_dim == semantic_dim).
+    "tiny": {
+        "sample_size": 16,
+        "in_channels": 3,
+        "model_channels": 8,
+        "channel_mult": (1, 2),
+        "num_res_blocks": 1,
+        "attention_resolutions": (8,),
+        "out_dim": 16,
+        "num_heads": 1,
+        "resblock_updown": True,
+        "conv_resample": True,
+        "num_groups": 4,
+    },
+}
+
+SPEECH2LATENT_PRESETS = {
+    # Conformer width 256, 4 blocks before and 4 after the pose adaptor: 9.6M parameters with log-mel input.
+    "base": {"hidden_dim": 256, "num_heads": 4, "num_blocks_before_pose": 4, "num_blocks_after_pose": 4,
+             "ff_expansion": 4, "conv_kernel_size": 15, "dropout": 0.1},
+    # 2 + 2 blocks of width 192, for a CPU or a few minutes of footage.
+    "small": {"hidden_dim": 192, "num_heads": 4, "num_blocks_before_pose": 2, "num_blocks_after_pose": 2,
+              "ff_expansion": 4, "conv_kernel_size": 15, "dropout": 0.1},
+    # For tests.
+    "tiny": {"hidden_dim": 32, "num_heads": 2, "num_blocks_before_pose": 1, "num_blocks_after_pose": 1,
+             "ff_expansion": 2, "conv_kernel_size": 5, "dropout": 0.0},
+}

@@ -1,0 +1,1 @@
+"""Audio decoding, per-frame audio features and video reading/writing through the ffmpeg binary."""

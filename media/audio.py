@@ -1,0 +1,90 @@
+"""Decoding speech from any file ffmpeg reads into 16 kHz mono float32 waveforms."""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioError
+from ._ffmpeg import input_format, input_streams, last_error_line, run_ffmpeg
+
+SAMPLE_RATE = 16000
+
+# Below either level a recording holds no usable speech (16-bit quantisation noise is ~3e-5).
+_SILENCE_PEAK = 1e-4
+_SILENCE_RMS = 1e-5
+
+_IMAGE_FORMATS = ("image2", "_pipe")
+
+
+def load_audio(path, sample_rate: int = SAMPLE_RATE, allow_silence: bool = False) -> np.ndarray:
+    """Decode the first audio stream of `path` (any audio file, or the sound of a video) to mono float32 in [-1, 1].
+
+    ffmpeg downmixes to one channel and resamples to `sample_rate`. Raises AudioError when the file is
+    missing, empty, corrupt, not audio, has no audio stream, has zero samples or (unless `allow_silence`)
+    is silent.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"Audio file not found: {path}")
+    if not path.is_file():
+        raise AudioError(f"Audio path is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise AudioError(f"Audio file is empty (0 bytes): {path}")
+
+    result = run_ffmpeg(
+        ["-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "-"]
+    )
+    if result.returncode != 0:
+        raise AudioError(_describe_decode_failure(path, result.stderr))
+    waveform = np.clip(np.frombuffer(result.stdout, dtype="<f4"), -1.0, 1.0)
+    if waveform.size == 0:
+        raise AudioError(f"Audio file has zero length (no samples decoded): {path}")
+    if not allow_silence:
+        _raise_if_silent(waveform, path)
+    return waveform
+
+
+def resample_audio(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono float waveform from `sample_rate` to `target_rate` with ffmpeg's resampler."""
+    waveform = np.asarray(waveform, dtype="<f4")
+    if sample_rate == target_rate:
+        return waveform
+    result = run_ffmpeg(
+        ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+         "-f", "f32le", "-ar", str(target_rate), "-ac", "1", "pipe:1"],
+        stdin_bytes=waveform.tobytes(),
+    )
+    if result.returncode != 0:
+        raise AudioError(
+            f"Could not resample audio from {sample_rate} Hz to {target_rate} Hz: {last_error_line(result.stderr)}"
+        )
+    return np.frombuffer(result.stdout, dtype="<f4").copy()
+
+
+def num_video_frames(num_samples: int, sample_rate: int, fps: float) -> int:
+    """Number of video frames that cover `num_samples` of audio at `fps` (rounded, at least 1)."""
+    return max(1, round(num_samples / sample_rate * fps))
+
+
+def _describe_decode_failure(path: Path, stderr: str) -> str:
+    if "matches no streams" in stderr:
+        demuxer = input_format(stderr)
+        streams = input_streams(stderr)
+        if demuxer.endswith(_IMAGE_FORMATS):
+            codec = streams[0][1] if streams else demuxer
+            return f"{path} is an image ({codec}), not an audio file ffmpeg can read"
+        found = ", ".join(f"{kind.lower()} ({codec})" for kind, codec, _ in streams) or "nothing"
+        return f"{path} has no audio stream (ffmpeg found only: {found})"
+    return (
+        f"{path} could not be decoded: it is corrupt or not an audio file ffmpeg can read "
+        f"(ffmpeg: {last_error_line(stderr)})"
+    )
+
+
+def _raise_if_silent(waveform: np.ndarray, path: Path) -> None:
+    peak = float(np.abs(waveform).max())
+    rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+    if peak < _SILENCE_PEAK or rms < _SILENCE_RMS:
+        raise AudioError(
+            f"{path} is silent (peak {peak:.1e}, RMS {rms:.1e} of full scale): there is no speech to animate"
+        )

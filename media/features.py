@@ -1,0 +1,162 @@
+"""Per-video-frame audio features: log-mel (no weights) or wav2vec2 / HuBERT hidden states."""
+
+import math
+
+import numpy as np
+import torch
+import transformers
+from transformers.audio_utils import mel_filter_bank
+
+from ..errors import AudioError, ModelError
+from .audio import SAMPLE_RATE, num_video_frames, resample_audio
+
+KINDS = ("logmel", "wav2vec2", "hubert")
+_SPEECH_MODELS = {
+    "wav2vec2": ("Wav2Vec2Model", "facebook/wav2vec2-base-960h"),
+    "hubert": ("HubertModel", "facebook/hubert-base-ls960"),
+}
+
+_MEL_BINS = 80
+_MEL_STEPS_PER_FRAME = 4  # mel vectors stacked per video frame, so the feature size does not depend on fps
+_N_FFT = 400  # 25 ms at 16 kHz
+_HOP = 160  # 10 ms at 16 kHz: 100 mel frames per second
+
+_WINDOW_SECONDS = 20.0  # longest stretch of audio given to a speech model at once
+_CONTEXT_SECONDS = 1.0  # audio on each side of a window's kept part, so stitched windows match
+
+
+class AudioFeatureExtractor:
+    """Turns a 16 kHz waveform into one feature vector per video frame.
+
+    kind "logmel": 80 normalised log-mel bins at 100 Hz, interpolated to 4 steps per video frame and
+    stacked (320 values per frame). kind "wav2vec2" / "hubert": last hidden state of the pretrained
+    model (loaded on first use), interpolated to the video frame times. The model runs on `device`;
+    features come back on the CPU.
+    """
+
+    def __init__(self, kind: str = "logmel", fps: float = 25.0, model_name: str | None = None, device="cpu"):
+        if kind not in KINDS:
+            raise ValueError(f"Unknown audio feature kind {kind!r}; choose one of {', '.join(KINDS)}")
+        if kind == "logmel" and model_name is not None:
+            raise ValueError("kind='logmel' uses no model; leave model_name as None")
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.kind = kind
+        self.fps = float(fps)
+        self.model_name = _SPEECH_MODELS[kind][1] if kind != "logmel" and model_name is None else model_name
+        self.device = torch.device(device)
+        self._model = None
+        self._mel_filters = None
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of each frame's feature vector (loads the speech model for kinds other than logmel)."""
+        if self.kind == "logmel":
+            return _MEL_BINS * _MEL_STEPS_PER_FRAME
+        return self._load_model().config.hidden_size
+
+    def __call__(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+        """Features of a mono waveform: float32 tensor [num_frames, feature_dim].
+
+        num_frames = num_video_frames(len(waveform), sample_rate, fps); other sample rates are resampled to 16 kHz.
+        """
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim != 1:
+            raise ValueError(f"Expected a mono waveform of shape [num_samples], got shape {waveform.shape}")
+        if waveform.size == 0:
+            raise AudioError("The waveform is empty: there is no audio to turn into features")
+        num_frames = num_video_frames(waveform.size, sample_rate, self.fps)
+        samples = torch.from_numpy(resample_audio(waveform, sample_rate, SAMPLE_RATE))
+        with torch.inference_mode():
+            if self.kind == "logmel":
+                return self._logmel_features(samples, num_frames)
+            return self._speech_model_features(samples, num_frames)
+
+    def to_config(self) -> dict:
+        """JSON-serialisable description of this front end, to save next to a model trained on it."""
+        return {"kind": self.kind, "fps": self.fps, "model_name": self.model_name}
+
+    @classmethod
+    def from_config(cls, config: dict, device="cpu") -> "AudioFeatureExtractor":
+        """Rebuild the front end described by `to_config()`."""
+        return cls(kind=config["kind"], fps=config["fps"], model_name=config.get("model_name"), device=device)
+
+    def _logmel_features(self, samples: torch.Tensor, num_frames: int) -> torch.Tensor:
+        if self._mel_filters is None:
+            self._mel_filters = torch.from_numpy(
+                mel_filter_bank(
+                    num_frequency_bins=_N_FFT // 2 + 1,
+                    num_mel_filters=_MEL_BINS,
+                    min_frequency=0.0,
+                    max_frequency=SAMPLE_RATE / 2,
+                    sampling_rate=SAMPLE_RATE,
+                    norm="slaney",
+                    mel_scale="slaney",
+                    dtype=np.float32,
+                )
+            )
+        samples = torch.nn.functional.pad(samples, (0, max(0, _N_FFT - samples.numel())))
+        spectrum = torch.stft(
+            samples, _N_FFT, _HOP, window=torch.hann_window(_N_FFT), center=True, return_complex=True
+        )
+        mel_power = spectrum.abs().square().T @ self._mel_filters  # [mel frames, bins]
+        log_mel = torch.log10(mel_power.clamp(min=1e-10))
+        log_mel = (log_mel - log_mel.mean(dim=0)) / (log_mel.std(dim=0, correction=0) + 1e-5)
+        step_times = _frame_times(num_frames, self.fps, _MEL_STEPS_PER_FRAME)
+        steps = _interpolate_rows(log_mel, step_times * (SAMPLE_RATE / _HOP))  # mel frame m is centred at m * hop
+        return steps.reshape(num_frames, _MEL_BINS * _MEL_STEPS_PER_FRAME)
+
+    def _speech_model_features(self, samples: torch.Tensor, num_frames: int) -> torch.Tensor:
+        model = self._load_model()
+        strides, kernels = model.config.conv_stride, model.config.conv_kernel
+        stride = math.prod(strides)
+        receptive_field = 1 + sum((kernel - 1) * math.prod(strides[:i]) for i, kernel in enumerate(kernels))
+        context = round(_CONTEXT_SECONDS * SAMPLE_RATE / stride) * stride
+        core = round((_WINDOW_SECONDS - 2 * _CONTEXT_SECONDS) * SAMPLE_RATE / stride) * stride
+
+        # Zero mean and unit variance, as the wav2vec2 feature extractor prepares its input.
+        samples = torch.nn.functional.pad(samples, (0, max(0, receptive_field - samples.numel())))
+        samples = (samples - samples.mean()) / torch.sqrt(samples.var(correction=0) + 1e-7)
+
+        # Run windows of core + context on both sides; keep the outputs whose receptive field starts in the core.
+        kept_hidden = []
+        for core_start in range(0, samples.numel(), core):
+            core_end = min(core_start + core, samples.numel())
+            window_start = max(0, core_start - context)
+            window = samples[window_start : core_end + context]
+            hidden = model(window[None].to(self.device)).last_hidden_state[0]
+            first, end = (core_start - window_start) // stride, (core_end - window_start) // stride
+            kept_hidden.append(hidden[first:end].cpu())
+        hidden_states = torch.cat(kept_hidden).float()
+
+        # Output frame m sees samples [m * stride, m * stride + receptive_field).
+        positions = (_frame_times(num_frames, self.fps, 1) * SAMPLE_RATE - receptive_field / 2) / stride
+        return _interpolate_rows(hidden_states, positions)
+
+    def _load_model(self):
+        if self._model is None:
+            class_name = _SPEECH_MODELS[self.kind][0]
+            try:
+                model = getattr(transformers, class_name).from_pretrained(self.model_name)
+            except Exception as err:
+                raise ModelError(
+                    f"Could not load the {self.kind} audio model {self.model_name!r} ({type(err).__name__}: {err}). "
+                    "Download it once with internet access or pass a local folder as model_name, "
+                    'or use AudioFeatureExtractor(kind="logmel"), which needs no weights.'
+                ) from err
+            self._model = model.to(self.device).eval()
+        return self._model
+
+
+def _frame_times(num_frames: int, fps: float, steps_per_frame: int) -> torch.Tensor:
+    """Centre times in seconds of `steps_per_frame` equal parts of each video frame."""
+    return (torch.arange(num_frames * steps_per_frame, dtype=torch.float64) + 0.5) / (steps_per_frame * fps)
+
+
+def _interpolate_rows(rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Linearly interpolate `rows` [T, D] at fractional row `positions` [N], clamped to the ends."""
+    positions = positions.clamp(0, rows.shape[0] - 1)
+    lower = positions.floor().long()
+    upper = (lower + 1).clamp(max=rows.shape[0] - 1)
+    weight = (positions - lower).float()[:, None]
+    return rows[lower] * (1 - weight) + rows[upper] * weight

@@ -1,0 +1,277 @@
+"""DAE-Talker: speech to semantic latents (Speech2Latent) to frames (the diffusion autoencoder's decoder).
+
+Every frame of a video is decoded from the same initial noise `x_T`, from a seed or from DDIM inversion of a
+reference frame, so frames differ only where their semantic latents differ. Frames are produced batch by
+batch and streamed to the video file, so memory does not grow with the length of the audio.
+"""
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler, DiffusionPipeline
+
+from ..errors import ModelError, TalkingHeadError
+from ..hub_models.dae_unet import DAEUNet
+from ..hub_models.semantic_encoder import SemanticEncoder
+from ..hub_models.speech2latent import Speech2Latent
+from ..media.audio import SAMPLE_RATE, load_audio
+from ..media.features import AudioFeatureExtractor
+from ..media.video import VideoWriter
+from .hub import load_component, resolve_pipeline_folder
+from .sampling import denoise, make_scheduler
+
+logger = logging.getLogger(__name__)
+
+TRAINING_RECORD = "training.json"
+MODEL_CARD = "README.md"
+# Speech2Latent runs over windows of this many frames, cross-faded over the overlap, so its attention
+# cost stays fixed however long the audio is.
+LATENT_WINDOW_FRAMES = 250
+LATENT_WINDOW_OVERLAP = 50
+# Translation and scale of a pose taken from another video are re-centred on the training footage.
+POSE_TRANSLATION_DIMS = slice(3, 6)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class DAETalkerPipeline(DiffusionPipeline):
+    """Speech-driven talking-head video for one person, after DAE-Talker (Du et al., 2023).
+
+    Components: `unet` (DAEUNet decoder), `semantic_encoder` (frames to z_sem), `scheduler`, and
+    optionally `vae` (the frame autoencoder when the decoder works in its latent space) and
+    `speech2latent` (speech features to z_sem; absent in a pipeline that holds only a trained DAE).
+    """
+
+    _optional_components = ["vae", "speech2latent"]
+
+    def __init__(self, unet: DAEUNet, semantic_encoder: SemanticEncoder, scheduler: DDIMScheduler,
+                 vae: AutoencoderKL | None = None, speech2latent: Speech2Latent | None = None):
+        super().__init__()
+        self.register_modules(unet=unet, semantic_encoder=semantic_encoder, scheduler=scheduler, vae=vae,
+                              speech2latent=speech2latent)
+        self.training_record: dict | None = None
+        self._feature_extractor: AudioFeatureExtractor | None = None
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **download_kwargs) -> "DAETalkerPipeline":
+        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub)."""
+        folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
+        pipeline = cls(
+            unet=load_component(DAEUNet, folder, "unet"),
+            semantic_encoder=load_component(SemanticEncoder, folder, "semantic_encoder"),
+            scheduler=load_component(DDIMScheduler, folder, "scheduler"),
+            vae=load_component(AutoencoderKL, folder, "vae", required=False),
+            speech2latent=load_component(Speech2Latent, folder, "speech2latent", required=False),
+        )
+        pipeline.register_to_config(_name_or_path=str(name_or_path))
+        record = folder / TRAINING_RECORD
+        pipeline.training_record = json.loads(record.read_text()) if record.exists() else None
+        pipeline._check_components_fit()
+        return pipeline.eval_mode()
+
+    def eval_mode(self) -> "DAETalkerPipeline":
+        for module in (self.unet, self.semantic_encoder, self.vae, self.speech2latent):
+            if module is not None:
+                module.eval().requires_grad_(False)
+        return self
+
+    def _check_components_fit(self) -> None:
+        semantic_dim = self.unet.config.semantic_dim
+        if self.semantic_encoder.config.out_dim != semantic_dim:
+            raise ModelError(f"semantic encoder gives {self.semantic_encoder.config.out_dim}-d latents but the decoder expects {semantic_dim}")
+        if self.speech2latent is not None and self.speech2latent.config.semantic_dim != semantic_dim:
+            raise ModelError(f"speech2latent gives {self.speech2latent.config.semantic_dim}-d latents but the decoder expects {semantic_dim}")
+        expected_channels = self.vae.config.latent_channels if self.vae is not None else 3
+        if self.unet.config.in_channels != expected_channels:
+            raise ModelError(f"the decoder takes {self.unet.config.in_channels} channels but its {'latent' if self.vae else 'image'} space has {expected_channels}")
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Save every component (safetensors) plus the training record and model card."""
+        super().save_pretrained(save_directory, **kwargs)
+        if self.training_record is not None:
+            (Path(save_directory) / TRAINING_RECORD).write_text(json.dumps(self.training_record, indent=2))
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload DAE-Talker pipeline") -> str:
+        """Save to a temporary folder (with the model card) and upload it as the Hub repo `repo_id`."""
+        from huggingface_hub import HfApi
+
+        from .model_card import write_model_card
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            write_model_card(Path(folder), "DAETalkerPipeline", self.training_record)
+            api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        return repo_id
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.semantic_encoder.config.sample_size
+
+    @property
+    def fps(self) -> float:
+        return self._require_speech2latent().config.fps
+
+    @property
+    def is_trained(self) -> bool:
+        return self.training_record is not None
+
+    def _require_speech2latent(self) -> Speech2Latent:
+        if self.speech2latent is None:
+            raise ModelError("this pipeline holds only a diffusion autoencoder; train its speech2latent with `talking-head train speech2latent`")
+        return self.speech2latent
+
+    # -- stage 1: audio features ------------------------------------------------------------------
+    @property
+    def feature_extractor(self) -> AudioFeatureExtractor:
+        """The audio front end the speech2latent model was trained on."""
+        if self._feature_extractor is None:
+            config = self._require_speech2latent().config
+            self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
+                                                            model_name=config.feature_model_name)
+        return self._feature_extractor
+
+    def encode_audio(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+        """Speech features per video frame [T,F] from an audio file or a mono waveform."""
+        waveform = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
+        return self.feature_extractor(waveform, sample_rate)
+
+    # -- stage 2: pose and latents ----------------------------------------------------------------
+    @torch.no_grad()
+    def predict_pose(self, features: torch.Tensor) -> torch.Tensor:
+        """Head pose [T,6] (yaw, pitch, roll in degrees, tx, ty, scale) predicted from speech features."""
+        return self._windowed(lambda window: self._require_speech2latent().predict_pose(window), features)
+
+    def retarget_pose(self, pose: torch.Tensor) -> torch.Tensor:
+        """Re-centre the translation and scale of a pose from other footage on the training footage."""
+        model = self._require_speech2latent()
+        retargeted = pose.clone().float()
+        centred = retargeted[:, POSE_TRANSLATION_DIMS] - retargeted[:, POSE_TRANSLATION_DIMS].mean(0)
+        retargeted[:, POSE_TRANSLATION_DIMS] = centred + model.pose_mean[POSE_TRANSLATION_DIMS]
+        return retargeted
+
+    @torch.no_grad()
+    def speech_to_latents(self, features: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """Semantic latents [T,semantic_dim] from features [T,F]; `pose` [T,6] overrides the predicted pose."""
+        model = self._require_speech2latent()
+        if pose is not None and len(pose) != len(features):
+            raise TalkingHeadError(f"the pose has {len(pose)} frames but the audio has {len(features)}")
+        if pose is None:
+            return self._windowed(lambda window: model(window)["latents"], features)
+        both = torch.cat([features, pose.to(features.dtype)], dim=-1)
+        feature_dim = features.shape[-1]
+        return self._windowed(lambda window: model(window[..., :feature_dim], window[..., feature_dim:])["latents"], both)
+
+    def _windowed(self, run: Callable[[torch.Tensor], torch.Tensor], sequence: torch.Tensor) -> torch.Tensor:
+        """Apply a sequence model over overlapping windows of `sequence` [T,D], cross-fading overlaps."""
+        device = self.unet.device
+        num_frames = len(sequence)
+        step = LATENT_WINDOW_FRAMES - LATENT_WINDOW_OVERLAP
+        starts = list(range(0, max(num_frames - LATENT_WINDOW_OVERLAP, 1), step))
+        output, weight = None, torch.zeros(num_frames, 1)
+        for start in starts:
+            stop = min(start + LATENT_WINDOW_FRAMES, num_frames)
+            window_output = run(sequence[None, start:stop].to(device))[0].float().cpu()
+            ramp = torch.ones(stop - start, 1)
+            fade = min(LATENT_WINDOW_OVERLAP, stop - start)
+            if start > 0:
+                ramp[:fade] = torch.linspace(0, 1, fade + 2)[1:-1, None]
+            if stop < num_frames:
+                ramp[-fade:] = torch.minimum(ramp[-fade:], torch.linspace(1, 0, fade + 2)[1:-1, None])
+            if output is None:
+                output = torch.zeros(num_frames, window_output.shape[-1])
+            output[start:stop] += window_output * ramp
+            weight[start:stop] += ramp
+        return output / weight
+
+    # -- stage 3: decoding ------------------------------------------------------------------------
+    @property
+    def _diffusion_shape(self) -> tuple[int, int, int]:
+        size = self.unet.config.sample_size
+        return (self.unet.config.in_channels, size, size)
+
+    def initial_noise(self, seed: int = 0) -> torch.Tensor:
+        """The initial noise x_T [1,C,H,W] that every frame of a video starts from."""
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn((1, *self._diffusion_shape), generator=generator).to(self.unet.device, self.unet.dtype)
+
+    def _to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return images
+        return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
+
+    def _from_diffusion_space(self, sample: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return sample
+        return self.vae.decode(sample / self.vae.config.scaling_factor).sample
+
+    @torch.no_grad()
+    def encode_frames(self, images: torch.Tensor) -> torch.Tensor:
+        """Semantic latents [N,semantic_dim] of frames [N,3,S,S] in [-1,1] at the model's image size."""
+        return self.semantic_encoder(images.to(self.unet.device, self.unet.dtype)).float()
+
+    @torch.no_grad()
+    def invert(self, reference: torch.Tensor, num_inference_steps: int = 100) -> torch.Tensor:
+        """x_T [1,C,H,W] by deterministic DDIM inversion of a reference frame [1,3,S,S] in [-1,1]."""
+        reference = reference.to(self.unet.device, self.unet.dtype)
+        z_sem = self.semantic_encoder(reference)
+        inverse = DDIMInverseScheduler.from_config(self.scheduler.config)
+        inverse.set_timesteps(num_inference_steps, device=reference.device)
+        sample = self._to_diffusion_space(reference)
+        for timestep in inverse.timesteps:
+            sample = inverse.step(self.unet(sample, timestep, z_sem), timestep, sample).prev_sample
+        return sample
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, initial_noise: torch.Tensor, num_inference_steps: int = 100,
+                       sampler: str = "ddim", batch_size: int = 16,
+                       callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+        """Decode semantic latents [T,D] to frames, yielding uint8 batches [B,S,S,3]; all start from `initial_noise`."""
+        scheduler = make_scheduler(sampler, self.scheduler)
+        num_frames = len(latents)
+        for start in range(0, num_frames, batch_size):
+            z_sem = latents[start:start + batch_size].to(self.unet.device, self.unet.dtype)
+            noise = initial_noise.expand(len(z_sem), -1, -1, -1)
+            sample = denoise(lambda x, t: self.unet(x, t, z_sem), scheduler, noise, num_inference_steps)
+            images = self._from_diffusion_space(sample)
+            yield ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            if callback is not None:
+                callback(min(start + batch_size, num_frames), num_frames)
+
+    # -- everything ---------------------------------------------------------------------------------
+    def __call__(self, audio: str | os.PathLike, output_path: str | os.PathLike, *, pose: torch.Tensor | None = None,
+                 num_inference_steps: int = 100, sampler: str = "ddim", seed: int = 0,
+                 reference_frame: torch.Tensor | None = None, batch_size: int = 16,
+                 callback: ProgressCallback | None = None) -> Path:
+        """Speech file to an mp4 (h264 + aac, the input audio muxed in) at `output_path`; returns the path.
+
+        `pose` [T,6] replaces the predicted head pose (see `retarget_pose` for poses of other footage);
+        `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed.
+        """
+        if not self.is_trained:
+            logger.warning("model %s has no training record: it is untrained or its provenance is unknown",
+                           self.config.get("_name_or_path"))
+        waveform = load_audio(audio)
+        features = self.feature_extractor(waveform, SAMPLE_RATE)
+        latents = self.speech_to_latents(features, pose)
+        if reference_frame is not None:
+            initial_noise = self.invert(reference_frame, num_inference_steps)
+        else:
+            initial_noise = self.initial_noise(seed)
+        metadata = {"model": str(self.config.get("_name_or_path", "unknown")),
+                    "pipeline": type(self).__name__, "sampler": sampler, "steps": str(num_inference_steps),
+                    "seed": str(seed), "trained": str(self.is_trained).lower()}
+        with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
+            for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size, callback):
+                writer.write(frames)
+        return Path(output_path)

@@ -1,0 +1,234 @@
+"""Behaviour of DAETalkerPipeline with tiny untrained models: noise sharing, determinism, saving, video output, errors."""
+
+import json
+import logging
+import subprocess
+import wave
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+from talking_head.errors import AudioError, ModelError, TalkingHeadError
+from talking_head.media.audio import SAMPLE_RATE
+from talking_head.media.video import probe_video, read_metadata, read_video_frames
+from talking_head.pipelines.dae_talker import DAETalkerPipeline
+from tiny_models import LOGMEL_DIM, tiny_dae_pipeline
+
+EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
+
+
+@pytest.fixture(scope="module")
+def speech_clip(tmp_path_factory) -> Path:
+    """2.2 s of real speech (JFK, public domain) as a 16 kHz wav."""
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(EXAMPLE_SPEECH), "-ss", "0.3",
+                    "-t", "2.2", "-ac", "1", "-ar", "16000", str(path)], check=True)
+    return path
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as wav_file:
+        wav_file.setnchannels(1)
+        wav_file.setsampwidth(2)
+        wav_file.setframerate(SAMPLE_RATE)
+        wav_file.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def decode(pipeline, latents, seed=0, batch_size=4, steps=5, sampler="ddim"):
+    noise = pipeline.initial_noise(seed)
+    return np.concatenate(list(pipeline.decode_latents(latents, noise, steps, sampler, batch_size)))
+
+
+@pytest.mark.parametrize("latent_space", [False, True])
+def test_frames_have_the_model_image_size(latent_space):
+    pipeline = tiny_dae_pipeline(latent_space)
+    frames = decode(pipeline, torch.randn(5, 16))
+    size = pipeline.image_size
+    assert frames.shape == (5, size, size, 3) and frames.dtype == np.uint8
+
+
+def test_every_frame_starts_from_the_same_initial_noise():
+    pipeline = tiny_dae_pipeline()
+    first_inputs = []
+    original_forward = pipeline.unet.forward
+
+    def recording_forward(sample, timestep, z_sem):
+        if int(timestep) == int(pipeline.scheduler.timesteps[0]):
+            first_inputs.append(sample.clone())
+        return original_forward(sample, timestep, z_sem)
+
+    pipeline.unet.forward = recording_forward
+    decode(pipeline, torch.randn(7, 16), batch_size=3)
+    starts = torch.cat(first_inputs)
+    assert len(starts) == 7
+    assert torch.equal(starts, starts[:1].expand_as(starts))
+
+
+def test_frames_with_equal_latents_are_equal_across_batches_and_differ_otherwise():
+    pipeline = tiny_dae_pipeline()
+    z_a, z_b = torch.randn(2, 16)
+    frames = decode(pipeline, torch.stack([z_a, z_a, z_a, z_b, z_a]), batch_size=2)
+    assert np.array_equal(frames[0], frames[2]) and np.array_equal(frames[0], frames[4])
+    assert not np.array_equal(frames[0], frames[3])
+
+
+def test_the_same_seed_gives_the_same_frames_and_another_seed_other_frames():
+    pipeline = tiny_dae_pipeline()
+    latents = torch.randn(3, 16)
+    assert np.array_equal(decode(pipeline, latents, seed=1), decode(pipeline, latents, seed=1))
+    assert not np.array_equal(decode(pipeline, latents, seed=1), decode(pipeline, latents, seed=2))
+
+
+@pytest.mark.parametrize("sampler", ["dpm++", "unipc", "euler"])
+def test_other_deterministic_samplers_run_and_repeat(sampler):
+    pipeline = tiny_dae_pipeline()
+    latents = torch.randn(2, 16)
+    assert np.array_equal(decode(pipeline, latents, sampler=sampler), decode(pipeline, latents, sampler=sampler))
+
+
+def test_an_unknown_sampler_is_named_in_the_error():
+    with pytest.raises(TalkingHeadError, match="warp-drive"):
+        decode(tiny_dae_pipeline(), torch.randn(1, 16), sampler="warp-drive")
+
+
+def test_ddim_inversion_gives_a_deterministic_initial_noise_of_the_decoder_shape():
+    pipeline = tiny_dae_pipeline(latent_space=True)
+    reference = torch.rand(1, 3, 64, 64) * 2 - 1
+    x_t = pipeline.invert(reference, num_inference_steps=5)
+    assert x_t.shape == pipeline.initial_noise(0).shape
+    assert torch.equal(x_t, pipeline.invert(reference, num_inference_steps=5))
+
+
+def test_a_given_pose_replaces_the_predicted_one():
+    pipeline = tiny_dae_pipeline()
+    features = torch.randn(30, LOGMEL_DIM)
+    predicted_pose = pipeline.predict_pose(features)
+    assert predicted_pose.shape == (30, 6)
+    assert torch.allclose(pipeline.speech_to_latents(features), pipeline.speech_to_latents(features, predicted_pose), atol=1e-5)
+    turned = predicted_pose.clone()
+    turned[:, 0] += 20.0  # yaw
+    assert not torch.allclose(pipeline.speech_to_latents(features, turned), pipeline.speech_to_latents(features))
+
+
+def test_long_audio_latents_are_computed_in_windows_that_join_smoothly():
+    pipeline = tiny_dae_pipeline()
+    features = torch.randn(700, LOGMEL_DIM)
+    latents = pipeline.speech_to_latents(features)
+    assert latents.shape == (700, 16) and torch.isfinite(latents).all()
+    # inside the first window, away from its end, the windowed result equals one pass over that window
+    single_pass = pipeline.speech2latent(features[None, :250])["latents"][0]
+    assert torch.allclose(latents[:150], single_pass[:150], atol=1e-5)
+
+
+def test_save_pretrained_and_from_pretrained_round_trip(tmp_path):
+    pipeline = tiny_dae_pipeline(latent_space=True)
+    pipeline.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    loaded = DAETalkerPipeline.from_pretrained(tmp_path / "model")
+    latents = torch.randn(3, 16)
+    assert np.array_equal(decode(pipeline, latents), decode(loaded, latents))
+    features = torch.randn(20, LOGMEL_DIM)
+    assert torch.equal(pipeline.speech_to_latents(features), loaded.speech_to_latents(features))
+
+
+def test_generate_writes_an_mp4_with_the_audio_and_its_duration(tmp_path, speech_clip):
+    output = tiny_dae_pipeline()(speech_clip, tmp_path / "out.mp4", num_inference_steps=3)
+    info = probe_video(output)
+    assert info["has_audio"] and info["fps"] == pytest.approx(25.0)
+    assert abs(info["duration"] - 2.2) <= 1 / 25 + 1e-3
+    assert sum(len(batch) for batch in read_video_frames(output)) == round(2.2 * 25)
+    tags = read_metadata(output)
+    assert "synthetic=true" in tags["comment"]
+
+
+def test_an_untrained_model_says_so_in_the_log_and_the_file(tmp_path, speech_clip, caplog):
+    with caplog.at_level(logging.WARNING):
+        output = tiny_dae_pipeline()(speech_clip, tmp_path / "out.mp4", num_inference_steps=2)
+    assert "no training record" in caplog.text
+    assert "trained=false" in read_metadata(output)["comment"]
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "silent", "corrupt", "image"])
+def test_bad_audio_gives_one_clear_error_and_leaves_no_output(tmp_path, problem):
+    audio = tmp_path / "speech.wav"
+    if problem == "empty":
+        audio.write_bytes(b"")
+    elif problem == "silent":
+        write_wav(audio, np.zeros(SAMPLE_RATE))
+    elif problem == "corrupt":
+        audio.write_bytes(b"RIFF\x00\x00garbage" * 50)
+    elif problem == "image":
+        audio = tmp_path / "face.png"
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(audio)
+    with pytest.raises(AudioError, match=audio.name):
+        tiny_dae_pipeline()(audio, tmp_path / "out.mp4", num_inference_steps=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [audio] if p.exists())
+
+
+def test_a_failure_while_decoding_leaves_nothing_at_the_output_path(tmp_path, speech_clip):
+    pipeline = tiny_dae_pipeline()
+    calls = []
+
+    def failing_forward(sample, timestep, z_sem):
+        calls.append(1)
+        if len(calls) > 4:
+            raise RuntimeError("out of memory")
+        return torch.zeros_like(sample)
+
+    pipeline.unet.forward = failing_forward
+    with pytest.raises(RuntimeError):
+        pipeline(speech_clip, tmp_path / "out.mp4", num_inference_steps=2, batch_size=8)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pipeline_without_speech2latent_says_how_to_train_it(tmp_path, speech_clip):
+    pipeline = tiny_dae_pipeline()
+    pipeline.register_modules(speech2latent=None)
+    with pytest.raises(ModelError, match="train speech2latent"):
+        pipeline(speech_clip, tmp_path / "out.mp4")
+
+
+def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="model_index.json"):
+        DAETalkerPipeline.from_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="not found"):
+        DAETalkerPipeline.from_pretrained(tmp_path / "nowhere")
+
+
+def test_a_pipeline_of_another_kind_is_refused(tmp_path):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ModelError, match="StableDiffusionPipeline"):
+        DAETalkerPipeline.from_pretrained(tmp_path)
+
+
+def test_a_folder_missing_a_component_names_it(tmp_path):
+    tiny_dae_pipeline().save_pretrained(tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "semantic_encoder")
+    with pytest.raises(ModelError, match="semantic_encoder"):
+        DAETalkerPipeline.from_pretrained(tmp_path)
+
+
+def test_components_that_do_not_fit_together_are_refused(tmp_path):
+    latent = tiny_dae_pipeline(latent_space=True)
+    latent.save_pretrained(tmp_path)
+    # an autoencoder with a 4-channel latent cannot feed a decoder trained on 3 channels
+    from diffusers import AutoencoderKL
+
+    AutoencoderKL(latent_channels=4, block_out_channels=(8,), norm_num_groups=4).save_pretrained(tmp_path / "vae")
+    with pytest.raises(ModelError, match="channels"):
+        DAETalkerPipeline.from_pretrained(tmp_path)
+
+
+def test_corrupt_weights_name_the_component(tmp_path):
+    tiny_dae_pipeline().save_pretrained(tmp_path)
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="unet"):
+        DAETalkerPipeline.from_pretrained(tmp_path)

@@ -1,0 +1,122 @@
+"""Behaviour of `prepare` and the training tasks on a few seconds of real footage, with tiny models."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+from talking_head.errors import FaceError, TalkingHeadError
+from talking_head.pipelines.dae_talker import DAETalkerPipeline
+from talking_head.training.autoencoder_task import AutoencoderTask
+from talking_head.training.dae_task import DAETask
+from talking_head.training.dataset import TalkingHeadDataset
+from talking_head.training.loop import LOG_FILE, TrainConfig, Trainer
+from talking_head.training.prepare import prepare_dataset
+from talking_head.training.speech2latent_task import Speech2LatentTask
+
+SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+OBAMA_VIDEO = SHARED_MEDIA / "video" / "edtalk_uncrop_Obama.mp4"
+CLIP_SECONDS = 3.0
+
+
+def ffmpeg(*args) -> None:
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> TalkingHeadDataset:
+    """A dataset prepared from 3 s of the public-domain Obama address."""
+    if not OBAMA_VIDEO.exists():
+        pytest.skip(f"real footage {OBAMA_VIDEO} is absent (the ../shared/media folder is not checked out here)")
+    folder = tmp_path_factory.mktemp("footage")
+    clip = folder / "obama.mp4"
+    ffmpeg("-i", OBAMA_VIDEO, "-t", CLIP_SECONDS, "-c:v", "libx264", "-c:a", "aac", clip)
+    return TalkingHeadDataset(prepare_dataset([clip], folder / "dataset", resolution=64, progress=False))
+
+
+def train(task, output_dir: Path, **settings) -> dict:
+    config = TrainConfig(output_dir=str(output_dir), batch_size=4, learning_rate=1e-3, log_every=10, validate_every=10,
+                         sample_every=10, **settings)
+    return Trainer(task, config).train()
+
+
+def logged(output_dir: Path, key: str) -> list[float]:
+    records = [json.loads(line) for line in (output_dir / LOG_FILE).read_text().splitlines()]
+    return [record[key] for record in records if key in record]
+
+
+def test_prepare_writes_aligned_crops_features_pose_and_a_split_by_time(dataset):
+    (clip,) = dataset.clips
+    num_frames = round(CLIP_SECONDS * 25)
+    assert clip.num_frames == num_frames
+    assert clip.array("frames").shape == (num_frames, 64, 64, 3)
+    assert clip.array("features-logmel").shape == (num_frames, 320)
+    assert clip.array("pose").shape == (num_frames, 6) and np.isfinite(clip.array("pose")).all()
+    landmarks = clip.array("landmarks")
+    assert landmarks.shape == (num_frames, 68, 2)
+    assert (landmarks > 0).all() and (landmarks < 64).all()  # the face lies inside the crop
+    assert clip.train_range[0] == 0 and clip.train_range[1] == clip.val_range[0] and clip.val_range[1] == num_frames
+    assert clip.val_range[1] - clip.val_range[0] == round(0.2 * num_frames)
+
+
+def test_prepare_refuses_a_video_without_a_face_and_leaves_nothing(tmp_path):
+    video = tmp_path / "no_face.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=128x128:rate=25:duration=1", "-f", "lavfi", "-i",
+           "sine=frequency=300:duration=1", "-shortest", video)
+    with pytest.raises(FaceError, match="no face"):
+        prepare_dataset([video], tmp_path / "dataset", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_face.mp4"]
+
+
+def test_prepare_refuses_a_missing_video(tmp_path):
+    with pytest.raises(TalkingHeadError, match="nowhere.mp4"):
+        prepare_dataset([tmp_path / "nowhere.mp4"], tmp_path / "dataset", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_autoencoder_training_lowers_the_loss_and_resumes_from_its_checkpoint(dataset, tmp_path):
+    task = AutoencoderTask(dataset, image_size=32, preset="tiny")
+    train(task, tmp_path, max_steps=100)
+    losses = logged(tmp_path, "train_loss")
+    assert losses[-1] < 0.7 * losses[0]
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 100
+
+    resumed = Trainer(AutoencoderTask(dataset, image_size=32, preset="tiny"),
+                      TrainConfig(output_dir=str(tmp_path), batch_size=4, max_steps=110, validate_every=10))
+    assert resumed.step == 100
+    saved = torch.load(tmp_path / "checkpoint" / "optimizer.pt", weights_only=True)
+    assert saved["state"]  # the optimizer moments came back too
+    resumed.train()
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 110
+    assert (tmp_path / "model" / "config.json").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_dae(dataset, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("dae")
+    task = DAETask(dataset, image_size=16, unet_preset="tiny", encoder_preset="tiny")
+    train(task, output, max_steps=20)
+    return output
+
+
+def test_dae_training_saves_a_pipeline_with_samples_and_validation(trained_dae):
+    pipeline = DAETalkerPipeline.from_pretrained(trained_dae / "model")
+    assert pipeline.training_record["dae"]["steps"] == 20
+    assert logged(trained_dae, "val_loss") and logged(trained_dae, "sample_psnr")
+    assert list((trained_dae / "samples").glob("step-*.png"))
+
+
+def test_speech2latent_training_lowers_the_loss_and_completes_a_pipeline_that_generates(dataset, trained_dae, tmp_path):
+    task = Speech2LatentTask(dataset, trained_dae / "model", preset="tiny", window_frames=20)
+    train(task, tmp_path, max_steps=60)
+    losses = logged(tmp_path, "train_loss")
+    assert losses[-1] < losses[0]
+    pipeline = DAETalkerPipeline.from_pretrained(tmp_path / "model")
+    assert set(pipeline.training_record) == {"dae", "speech2latent"}
+    output = pipeline(dataset.root.parent / "obama.mp4", tmp_path / "talk.mp4", num_inference_steps=2)
+    assert output.exists()

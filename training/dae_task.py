@@ -1,0 +1,105 @@
+"""Training the diffusion autoencoder on a person's frames (`talking-head train dae`).
+
+The semantic encoder and the conditional UNet decoder are trained together with the denoising loss, in
+pixel space as in the paper, or in the latent space of a trained frame autoencoder (`--autoencoder`).
+"""
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
+
+from ..hub_models.dae_unet import DAEUNet
+from ..hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS
+from ..hub_models.semantic_encoder import SemanticEncoder
+from ..pipelines.dae_talker import DAETalkerPipeline
+from .dataset import TalkingHeadDataset
+from .images import psnr, save_image_grid
+
+NUM_SAMPLE_FRAMES = 8
+SAMPLE_STEPS = 20
+
+
+def diffae_noise_schedule(prediction_type: str) -> DDPMScheduler:
+    """The paper's schedule: 1000 steps, betas linear from 1e-4 to 0.02."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                         prediction_type=prediction_type, clip_sample=False)
+
+
+class DAETask:
+    """Denoising loss of the decoder conditioned on the encoder's z_sem of the same frame."""
+
+    def __init__(self, dataset: TalkingHeadDataset, *, image_size: int = 64, autoencoder: str | Path | None = None,
+                 unet_preset: str = "latent-small", encoder_preset: str = "small",
+                 prediction_type: str = "v_prediction"):
+        self.dataset = dataset
+        self.image_size = image_size
+        self.train_images = dataset.frames("train", image_size)
+        self.val_images = dataset.frames("val", image_size)
+        self.vae = None
+        if autoencoder is not None:
+            self.vae = AutoencoderKL.from_pretrained(autoencoder).eval().requires_grad_(False)
+        self.train_targets = self._to_diffusion_space(self.train_images)
+        self.val_targets = self._to_diffusion_space(self.val_images)
+        channels, size = self.train_targets.shape[1], self.train_targets.shape[-1]
+        self.unet = DAEUNet(**{**DAE_UNET_PRESETS[unet_preset], "sample_size": size, "in_channels": channels,
+                               "out_channels": channels})
+        self.encoder = SemanticEncoder(**{**SEMANTIC_ENCODER_PRESETS[encoder_preset], "sample_size": image_size})
+        self.noise_schedule = diffae_noise_schedule(prediction_type)
+
+    @torch.no_grad()
+    def _to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return images
+        scale = self.vae.config.scaling_factor
+        return torch.cat([self.vae.encode(chunk).latent_dist.mode() * scale for chunk in images.split(64)])
+
+    def modules(self):
+        return {"unet": self.unet, "semantic_encoder": self.encoder}
+
+    def batches(self, batch_size, generator):
+        while True:
+            index = torch.randint(len(self.train_images), (batch_size,), generator=generator)
+            yield {"images": self.train_images[index], "targets": self.train_targets[index]}
+
+    def _denoising_loss(self, modules, images, targets, generator=None):
+        z_sem = modules["semantic_encoder"](images)
+        noise = torch.randn(targets.shape, generator=generator).to(targets)
+        timesteps = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (len(targets),), generator=generator)
+        noisy = self.noise_schedule.add_noise(targets, noise, timesteps)
+        if self.noise_schedule.config.prediction_type == "v_prediction":
+            goal = self.noise_schedule.get_velocity(targets, noise, timesteps)
+        else:
+            goal = noise
+        return (modules["unet"](noisy, timesteps, z_sem) - goal).pow(2).mean()
+
+    def loss(self, modules, batch):
+        return self._denoising_loss(modules, batch["images"], batch["targets"])
+
+    def validate(self, modules):
+        generator = torch.Generator().manual_seed(0)  # the same noise and timesteps at every validation
+        losses = [self._denoising_loss(modules, images, targets, generator).item()
+                  for images, targets in zip(self.val_images.split(64), self.val_targets.split(64))]
+        return {"val_loss": sum(losses) / len(losses)}
+
+    def _pipeline(self, modules) -> DAETalkerPipeline:
+        scheduler = DDIMScheduler.from_config(self.noise_schedule.config)
+        return DAETalkerPipeline(unet=modules["unet"], semantic_encoder=modules["semantic_encoder"],
+                                 scheduler=scheduler, vae=self.vae).eval_mode()
+
+    def save_samples(self, modules, path):
+        """Validation frames re-decoded from their own z_sem, all from one shared x_T."""
+        pipeline = self._pipeline(modules)
+        originals = self.val_images[:: max(1, len(self.val_images) // NUM_SAMPLE_FRAMES)][:NUM_SAMPLE_FRAMES]
+        frames = next(pipeline.decode_latents(pipeline.encode_frames(originals), pipeline.initial_noise(0),
+                                              SAMPLE_STEPS, batch_size=len(originals)))
+        decoded = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        save_image_grid([originals, decoded], path)
+        return {"sample_psnr": psnr(decoded, originals)}
+
+    def export(self, modules, output_dir: Path, training_summary: dict):
+        pipeline = self._pipeline(modules)
+        pipeline.training_record = {"dae": {**training_summary, "image_size": self.image_size,
+                                            "latent_space": self.vae is not None,
+                                            "dataset": str(self.dataset.root)}}
+        pipeline.save_pretrained(output_dir)

@@ -1,0 +1,104 @@
+"""The prepared-footage dataset that `talking-head prepare` writes and every training task reads.
+
+Layout of a dataset folder:
+
+    dataset.json                    format, fps, resolution, sample rate, feature front ends, clips
+    clips/<name>/frames.npy         uint8 [N,R,R,3] aligned face crops, one per video frame
+    clips/<name>/audio.npy          float32 [S] mono speech at 16 kHz
+    clips/<name>/features-<kind>.npy float32 [N,F] audio features per video frame
+    clips/<name>/pose.npy           float32 [N,6] yaw, pitch, roll (degrees), tx, ty, scale
+    clips/<name>/landmarks.npy      float32 [N,68,2] landmarks in crop pixels
+
+Each clip is split by time: its first frames train, its last `val_fraction` validate.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import TalkingHeadError
+
+DATASET_FORMAT = "talking-head-dataset/1"
+DATASET_FILE = "dataset.json"
+
+
+@dataclass
+class Clip:
+    """One prepared video: its arrays are memory-mapped, so large datasets stay on disk."""
+
+    name: str
+    folder: Path
+    num_frames: int
+    train_range: tuple[int, int]
+    val_range: tuple[int, int]
+
+    def array(self, what: str) -> np.ndarray:
+        """A clip array by name ("frames", "pose", "landmarks", "audio", "features-logmel")."""
+        path = self.folder / f"{what}.npy"
+        if not path.exists():
+            raise TalkingHeadError(f"the dataset clip '{self.name}' has no {what}.npy; run `talking-head prepare` again")
+        return np.load(path, mmap_mode="r")
+
+    def frame_range(self, split: str) -> tuple[int, int]:
+        return self.train_range if split == "train" else self.val_range
+
+
+class TalkingHeadDataset:
+    """A prepared dataset folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        index_path = self.root / DATASET_FILE
+        if not index_path.exists():
+            raise TalkingHeadError(f"{self.root} is not a prepared dataset (no {DATASET_FILE}); run `talking-head prepare`")
+        self.index = json.loads(index_path.read_text())
+        if self.index.get("format") != DATASET_FORMAT:
+            raise TalkingHeadError(f"{index_path} has format {self.index.get('format')!r}, expected {DATASET_FORMAT!r}")
+        self.fps = float(self.index["fps"])
+        self.resolution = int(self.index["resolution"])
+        self.clips = [
+            Clip(c["name"], self.root / "clips" / c["name"], c["num_frames"], tuple(c["train_frames"]), tuple(c["val_frames"]))
+            for c in self.index["clips"]
+        ]
+
+    @property
+    def feature_kinds(self) -> dict:
+        """The audio feature front ends this dataset holds, by kind, with their configs."""
+        return self.index["features"]
+
+    def frames(self, split: str, image_size: int) -> torch.Tensor:
+        """All frames of a split, resized to `image_size`, as float [N,3,S,S] in [-1,1]."""
+        return torch.cat([self.clip_frames(clip, split, image_size) for clip in self.clips if _length(clip, split)])
+
+    def clip_frames(self, clip: Clip, split: str, image_size: int, batch: int = 256) -> torch.Tensor:
+        """One clip's frames of a split as float [N,3,S,S] in [-1,1], resized in batches."""
+        start, stop = clip.frame_range(split)
+        frames = clip.array("frames")
+        resized = []
+        for first in range(start, stop, batch):
+            chunk = torch.from_numpy(np.array(frames[first:min(first + batch, stop)]))
+            resized.append(resize_images(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1, image_size))
+        return torch.cat(resized)
+
+    def clip_array(self, clip: Clip, what: str, split: str) -> torch.Tensor:
+        """A per-frame clip array restricted to a split, as a float tensor."""
+        start, stop = clip.frame_range(split)
+        return torch.from_numpy(np.array(clip.array(what)[start:stop])).float()
+
+
+def _length(clip: Clip, split: str) -> int:
+    start, stop = clip.frame_range(split)
+    return stop - start
+
+
+def resize_images(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Resize [N,C,H,W] images to a square `image_size` (area filter when shrinking)."""
+    if images.shape[-1] == image_size and images.shape[-2] == image_size:
+        return images
+    mode = "area" if images.shape[-1] > image_size else "bicubic"
+    resized = F.interpolate(images, size=(image_size, image_size), mode=mode)
+    return resized.clamp(-1, 1)

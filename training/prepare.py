@@ -1,0 +1,140 @@
+"""`talking-head prepare`: turn a person's footage into a training dataset (see `dataset.py` for the layout).
+
+For each video: frames at the dataset frame rate, 68 landmarks per frame, one stable face crop (a fixed
+box for the whole clip, or a smoothed track), the crops at the training resolution, the speech at
+16 kHz with its per-frame features, the head pose per frame, and a split by time into train and validation.
+Everything is written into a staging folder that replaces the output only when complete.
+"""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import FaceError, TalkingHeadError
+from ..faces.align import box_to_affine, apply_affine, crop_and_resize, crop_box_from_landmarks, smooth_track
+from ..faces.landmarks import get_landmarker
+from ..faces.pose import estimate_head_pose
+from ..media.audio import SAMPLE_RATE, load_audio, num_video_frames
+from ..media.features import AudioFeatureExtractor
+from ..media.video import probe_video, read_video_frames
+from .dataset import DATASET_FILE, DATASET_FORMAT
+
+logger = logging.getLogger(__name__)
+
+MAX_MISSING_FACE_FRACTION = 0.2
+
+
+def track_landmarks(video: Path, fps: float, landmarker, progress: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    """Landmarks [N,68,2] of the largest face in every frame; gaps are filled from neighbouring frames."""
+    per_frame, image_size = [], None
+    frames = read_video_frames(video, fps=fps)
+    for batch in tqdm(frames, desc=f"landmarks {video.name}", unit="batch", disable=not progress):
+        for frame in batch:
+            image_size = (frame.shape[1], frame.shape[0])
+            boxes = landmarker.detect(frame)
+            per_frame.append(landmarker.landmarks(frame, boxes[0]) if boxes else None)
+    found = np.array([points is not None for points in per_frame])
+    if not found.any():
+        raise FaceError(f"no face found in any frame of {video}")
+    if 1 - found.mean() > MAX_MISSING_FACE_FRACTION:
+        raise FaceError(f"no face found in {100 * (1 - found.mean()):.0f}% of the frames of {video}; use footage that shows the face throughout")
+    landmarks = np.zeros((len(per_frame), 68, 2), np.float32)
+    known = np.flatnonzero(found)
+    for index in known:
+        landmarks[index] = per_frame[index]
+    for index in np.flatnonzero(~found):  # copy the nearest frame with a face
+        landmarks[index] = landmarks[known[np.abs(known - index).argmin()]]
+    return landmarks, image_size
+
+
+def pose_from_video(video: str | Path, fps: float = 25.0, landmark_backend: str = "dlib") -> np.ndarray:
+    """Head pose per frame [N,6] of the face in a reference video, at `fps`."""
+    video = Path(video)
+    if not video.exists():
+        raise TalkingHeadError(f"pose video not found: {video}")
+    landmarks, image_size = track_landmarks(video, fps, get_landmarker(landmark_backend), progress=False)
+    return estimate_head_pose(landmarks, image_size).astype(np.float32)
+
+
+def _prepare_clip(video: Path, clip_dir: Path, *, fps, resolution, val_fraction, extractors, landmarker,
+                  crop_mode, progress) -> dict:
+    """Write one clip's arrays into `clip_dir` and return its index entry."""
+    if not video.exists():
+        raise TalkingHeadError(f"video not found: {video}")
+    info = probe_video(video)
+    if not info["has_audio"]:
+        raise TalkingHeadError(f"{video} has no audio track; training needs the speech that goes with the frames")
+    audio = load_audio(video)
+    landmarks, image_size = track_landmarks(video, fps, landmarker, progress)
+    num_frames = min(len(landmarks), num_video_frames(len(audio), SAMPLE_RATE, fps))
+    landmarks = landmarks[:num_frames]
+    boxes = np.array([crop_box_from_landmarks(points) for points in landmarks], np.float32)
+    boxes = smooth_track(boxes, mode=crop_mode, fps=fps)
+
+    clip_dir.mkdir(parents=True)
+    frames_out = np.lib.format.open_memmap(clip_dir / "frames.npy", mode="w+", dtype=np.uint8,
+                                           shape=(num_frames, resolution, resolution, 3))
+    crop_landmarks = np.zeros_like(landmarks)
+    index = 0
+    for batch in read_video_frames(video, fps=fps):
+        for frame in batch:
+            if index == num_frames:
+                break
+            frames_out[index] = crop_and_resize(frame, boxes[index], resolution)
+            crop_landmarks[index] = apply_affine(landmarks[index], box_to_affine(boxes[index], resolution))
+            index += 1
+    frames_out.flush()
+    del frames_out
+
+    np.save(clip_dir / "audio.npy", audio.astype(np.float32))
+    np.save(clip_dir / "landmarks.npy", crop_landmarks)
+    np.save(clip_dir / "pose.npy", estimate_head_pose(landmarks, image_size).astype(np.float32))
+    for kind, extractor in extractors.items():
+        features = extractor(audio, SAMPLE_RATE).numpy()
+        np.save(clip_dir / f"features-{kind}.npy", features[:num_frames].astype(np.float32))
+    num_train = int(round(num_frames * (1 - val_fraction)))
+    return {"name": clip_dir.name, "source": str(video), "num_frames": num_frames,
+            "train_frames": [0, num_train], "val_frames": [num_train, num_frames]}
+
+
+def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: float = 25.0, resolution: int = 256,
+                    val_fraction: float = 0.2, feature_kinds: tuple[str, ...] = ("logmel",),
+                    landmark_backend: str = "dlib", crop_mode: str = "fixed", overwrite: bool = False,
+                    progress: bool = True) -> Path:
+    """Prepare `videos` (one speaker each) into a dataset folder at `output_dir`; return its path."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise TalkingHeadError(f"{output_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not videos:
+        raise TalkingHeadError("no videos given to prepare")
+    staging = output_dir.with_name(output_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        extractors = {kind: AudioFeatureExtractor(kind=kind, fps=fps) for kind in feature_kinds}
+        landmarker = get_landmarker(landmark_backend)
+        clips, names = [], set()
+        for video in map(Path, videos):
+            name = video.stem
+            while name in names:
+                name += "_"
+            names.add(name)
+            clips.append(_prepare_clip(video, staging / "clips" / name, fps=fps, resolution=resolution,
+                                       val_fraction=val_fraction, extractors=extractors, landmarker=landmarker,
+                                       crop_mode=crop_mode, progress=progress))
+        index = {
+            "format": DATASET_FORMAT, "fps": fps, "resolution": resolution, "sample_rate": SAMPLE_RATE,
+            "landmark_backend": landmark_backend, "crop_mode": crop_mode,
+            "features": {kind: {**e.to_config(), "dim": e.feature_dim} for kind, e in extractors.items()},
+            "clips": clips,
+        }
+        (staging / DATASET_FILE).write_text(json.dumps(index, indent=2))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(output_dir, ignore_errors=True)
+    staging.rename(output_dir)
+    return output_dir
