@@ -20,8 +20,6 @@ def _generate(args) -> None:
     if args.pipeline != "dae":
         raise TalkingHeadError(f"the {args.pipeline!r} pipeline is not available yet")
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
-    if not pipeline.is_trained:
-        print(f"warning: {args.model or DEFAULT_DAE_MODEL} has no training record: it may be untrained", file=sys.stderr)
     pose = None
     if args.pose_from:
         from .training.prepare import pose_from_video
@@ -30,13 +28,19 @@ def _generate(args) -> None:
         reference_pose = torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps))
         repeats = math.ceil(len(features) / len(reference_pose))
         pose = pipeline.retarget_pose(reference_pose.repeat(repeats, 1)[: len(features)])
-    with tqdm(total=None, unit="frame", desc="generating") as bar:
-        def report(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars = []
 
+    def report(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="frame", desc="generating"))
+        bars[0].update(done - bars[0].n)
+
+    try:
         output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps, sampler=args.sampler,
                           seed=args.seed, batch_size=args.batch_size, callback=report)
+    finally:
+        for bar in bars:
+            bar.close()
     print(output)
 
 

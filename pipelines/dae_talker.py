@@ -24,12 +24,12 @@ from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.video import VideoWriter
 from .hub import load_component, resolve_pipeline_folder
+from .model_card import write_model_card
 from .sampling import denoise, make_scheduler
 
 logger = logging.getLogger(__name__)
 
 TRAINING_RECORD = "training.json"
-MODEL_CARD = "README.md"
 # Speech2Latent runs over windows of this many frames, cross-faded over the overlap, so its attention
 # cost stays fixed however long the audio is.
 LATENT_WINDOW_FRAMES = 250
@@ -60,15 +60,19 @@ class DAETalkerPipeline(DiffusionPipeline):
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **download_kwargs) -> "DAETalkerPipeline":
-        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub)."""
+    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
+                        **download_kwargs) -> "DAETalkerPipeline":
+        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub).
+
+        Weights stored in half precision are cast to `torch_dtype` (float32 by default, for CPUs).
+        """
         folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
         pipeline = cls(
-            unet=load_component(DAEUNet, folder, "unet"),
-            semantic_encoder=load_component(SemanticEncoder, folder, "semantic_encoder"),
+            unet=load_component(DAEUNet, folder, "unet", torch_dtype=torch_dtype),
+            semantic_encoder=load_component(SemanticEncoder, folder, "semantic_encoder", torch_dtype=torch_dtype),
             scheduler=load_component(DDIMScheduler, folder, "scheduler"),
-            vae=load_component(AutoencoderKL, folder, "vae", required=False),
-            speech2latent=load_component(Speech2Latent, folder, "speech2latent", required=False),
+            vae=load_component(AutoencoderKL, folder, "vae", required=False, torch_dtype=torch_dtype),
+            speech2latent=load_component(Speech2Latent, folder, "speech2latent", required=False, torch_dtype=torch_dtype),
         )
         pipeline.register_to_config(_name_or_path=str(name_or_path))
         record = folder / TRAINING_RECORD
@@ -93,23 +97,21 @@ class DAETalkerPipeline(DiffusionPipeline):
             raise ModelError(f"the decoder takes {self.unet.config.in_channels} channels but its {'latent' if self.vae else 'image'} space has {expected_channels}")
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """Save every component (safetensors) plus the training record and model card."""
+        """Save every component (safetensors) plus the training record and a model card (README.md)."""
         super().save_pretrained(save_directory, **kwargs)
         if self.training_record is not None:
             (Path(save_directory) / TRAINING_RECORD).write_text(json.dumps(self.training_record, indent=2))
+        write_model_card(Path(save_directory), type(self).__name__, self.training_record)
 
     def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload DAE-Talker pipeline") -> str:
         """Save to a temporary folder (with the model card) and upload it as the Hub repo `repo_id`."""
         from huggingface_hub import HfApi
 
-        from .model_card import write_model_card
-
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
-            write_model_card(Path(folder), "DAETalkerPipeline", self.training_record)
             api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
         return repo_id
 
@@ -164,24 +166,21 @@ class DAETalkerPipeline(DiffusionPipeline):
     def speech_to_latents(self, features: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """Semantic latents [T,semantic_dim] from features [T,F]; `pose` [T,6] overrides the predicted pose."""
         model = self._require_speech2latent()
-        if pose is not None and len(pose) != len(features):
-            raise TalkingHeadError(f"the pose has {len(pose)} frames but the audio has {len(features)}")
         if pose is None:
             return self._windowed(lambda window: model(window)["latents"], features)
-        both = torch.cat([features, pose.to(features.dtype)], dim=-1)
-        feature_dim = features.shape[-1]
-        return self._windowed(lambda window: model(window[..., :feature_dim], window[..., feature_dim:])["latents"], both)
+        if len(pose) != len(features):
+            raise TalkingHeadError(f"the pose has {len(pose)} frames but the audio has {len(features)}")
+        return self._windowed(lambda window, pose_window: model(window, pose_window)["latents"], features, pose.float())
 
-    def _windowed(self, run: Callable[[torch.Tensor], torch.Tensor], sequence: torch.Tensor) -> torch.Tensor:
-        """Apply a sequence model over overlapping windows of `sequence` [T,D], cross-fading overlaps."""
+    def _windowed(self, run: Callable[..., torch.Tensor], *sequences: torch.Tensor) -> torch.Tensor:
+        """Apply a sequence model to overlapping windows of equally long `sequences` [T,D], cross-fading overlaps."""
         device = self.unet.device
-        num_frames = len(sequence)
+        num_frames = len(sequences[0])
         step = LATENT_WINDOW_FRAMES - LATENT_WINDOW_OVERLAP
-        starts = list(range(0, max(num_frames - LATENT_WINDOW_OVERLAP, 1), step))
         output, weight = None, torch.zeros(num_frames, 1)
-        for start in starts:
+        for start in range(0, max(num_frames - LATENT_WINDOW_OVERLAP, 1), step):
             stop = min(start + LATENT_WINDOW_FRAMES, num_frames)
-            window_output = run(sequence[None, start:stop].to(device))[0].float().cpu()
+            window_output = run(*(sequence[None, start:stop].to(device) for sequence in sequences))[0].float().cpu()
             ramp = torch.ones(stop - start, 1)
             fade = min(LATENT_WINDOW_OVERLAP, stop - start)
             if start > 0:

@@ -41,7 +41,7 @@ def resolve_pipeline_folder(name_or_path: str | os.PathLike, expected_class: str
     return folder
 
 
-def load_component(model_class, folder: Path, component: str, required: bool = True):
+def load_component(model_class, folder: Path, component: str, required: bool = True, **load_kwargs):
     """Load one subfolder of a pipeline folder with `model_class`, or None when optional and absent."""
     subfolder = folder / component
     if not subfolder.is_dir():
@@ -49,6 +49,6 @@ def load_component(model_class, folder: Path, component: str, required: bool = T
             raise ModelError(f"{folder} has no '{component}' folder, which this pipeline needs")
         return None
     try:
-        return model_class.from_pretrained(subfolder)
+        return model_class.from_pretrained(subfolder, **load_kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
         raise ModelError(f"the '{component}' folder of {folder} does not fit {model_class.__name__}: {error}") from None

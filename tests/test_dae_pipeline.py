@@ -232,3 +232,17 @@ def test_corrupt_weights_name_the_component(tmp_path):
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="unet"):
         DAETalkerPipeline.from_pretrained(tmp_path)
+
+
+def test_a_saved_pipeline_carries_a_model_card_that_says_when_it_is_untrained(tmp_path):
+    tiny_dae_pipeline().save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "may be untrained" in card and "Responsible use" in card
+
+
+def test_half_precision_weights_load_as_float32_for_cpus(tmp_path):
+    pipeline = tiny_dae_pipeline(latent_space=True)
+    pipeline.to(torch.float16).save_pretrained(tmp_path)
+    loaded = DAETalkerPipeline.from_pretrained(tmp_path)
+    assert loaded.unet.dtype == torch.float32 and loaded.vae.dtype == torch.float32
+    assert decode(loaded, torch.randn(2, 16)).shape == (2, 64, 64, 3)

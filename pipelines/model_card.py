@@ -1,0 +1,40 @@
+"""Model cards (the README.md of a Hub repo) written from a pipeline's training record."""
+
+import json
+from pathlib import Path
+
+CARD_FILE = "README.md"
+
+RESPONSIBLE_USE = """## Responsible use
+This model makes synthetic video of a real person saying words they may never have said. Use it only with
+the consent of the person shown, label the results as synthetic (the files it writes carry a
+`synthetic=true` tag), and never to deceive, defame or impersonate."""
+
+
+def write_model_card(folder: Path, pipeline_class: str, training_record: dict | None) -> Path:
+    """Write `folder/README.md`: Hub metadata, training data, configuration, measured quality, responsible use.
+
+    The record's optional "card" entry gives the title, licence, data description and free text.
+    """
+    record = dict(training_record or {})
+    card = record.pop("card", {})
+    title, license = card.get("title"), card.get("license", "other")
+    data_description, extra_sections = card.get("data", ""), card.get("notes", "")
+    lines = ["---", f"license: {license}", "library_name: diffusers", "tags:", "- talking-head", "- speech-to-video",
+             f"- {pipeline_class}", "---", "", f"# {title or pipeline_class}", ""]
+    if not record:
+        lines += ["**This pipeline carries no training record: it may be untrained.**", ""]
+    if data_description:
+        lines += ["## Training data", data_description, ""]
+    for stage, summary in record.items():
+        if stage == "evaluation":
+            continue
+        lines += [f"## Training: {stage}", "```json", json.dumps(summary, indent=2), "```", ""]
+    if "evaluation" in record:
+        lines += ["## Measured quality on held-back footage", "```json", json.dumps(record["evaluation"], indent=2), "```", ""]
+    if extra_sections:
+        lines += [extra_sections, ""]
+    lines += [RESPONSIBLE_USE, ""]
+    path = Path(folder) / CARD_FILE
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,61 @@
+"""The command line as a user runs it, and the promise that importing the package is cheap."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from talking_head.cli import main
+from talking_head.media.video import probe_video
+from tiny_models import tiny_dae_pipeline
+
+EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    tiny_dae_pipeline().save_pretrained(folder)
+    return folder
+
+
+def test_importing_the_package_loads_no_model_code():
+    code = "import sys, talking_head; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_generate_writes_the_video_and_prints_its_path(tiny_model, tmp_path, capsys):
+    output = tmp_path / "talk.mp4"
+    status = main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "--steps", "2",
+                   "--sampler", "dpm++", "-o", str(output)])
+    assert status == 0
+    assert str(output) in capsys.readouterr().out
+    info = probe_video(output)
+    assert info["has_audio"] and abs(info["duration"] - 11.0) < 0.1
+
+
+def test_bad_input_ends_with_one_error_line_and_status_2(tiny_model, tmp_path, capsys):
+    status = main(["generate", "--audio", str(tmp_path / "missing.wav"), "--model", str(tiny_model),
+                   "-o", str(tmp_path / "out.mp4")])
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert status == 2
+    assert len(error_lines) == 1 and "missing.wav" in error_lines[0]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_model_folder_that_does_not_fit_is_named(tmp_path, capsys):
+    assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tmp_path), "-o", str(tmp_path / "o.mp4")]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path) in error and "Traceback" not in error
+
+
+def test_the_landmark_pipeline_says_it_is_not_available_yet(tmp_path, capsys):
+    assert main(["generate", "--pipeline", "landmark", "--audio", str(EXAMPLE_SPEECH), "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_the_module_runs_as_a_program():
+    result = subprocess.run([sys.executable, "-m", "talking_head", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "generate" in result.stdout
