@@ -23,7 +23,7 @@ from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.video import VideoWriter
-from .hub import load_component, resolve_pipeline_folder
+from .hub import declared_components, load_component, resolve_pipeline_folder
 from .model_card import write_model_card
 from .sampling import denoise, make_scheduler
 
@@ -67,12 +67,14 @@ class DAETalkerPipeline(DiffusionPipeline):
         Weights stored in half precision are cast to `torch_dtype` (float32 by default, for CPUs).
         """
         folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
+        declared = declared_components(folder)
         pipeline = cls(
             unet=load_component(DAEUNet, folder, "unet", torch_dtype=torch_dtype),
             semantic_encoder=load_component(SemanticEncoder, folder, "semantic_encoder", torch_dtype=torch_dtype),
             scheduler=load_component(DDIMScheduler, folder, "scheduler"),
-            vae=load_component(AutoencoderKL, folder, "vae", required=False, torch_dtype=torch_dtype),
-            speech2latent=load_component(Speech2Latent, folder, "speech2latent", required=False, torch_dtype=torch_dtype),
+            vae=load_component(AutoencoderKL, folder, "vae", required="vae" in declared, torch_dtype=torch_dtype),
+            speech2latent=load_component(Speech2Latent, folder, "speech2latent", required="speech2latent" in declared,
+                                         torch_dtype=torch_dtype),
         )
         pipeline.register_to_config(_name_or_path=str(name_or_path))
         record = folder / TRAINING_RECORD

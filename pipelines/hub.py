@@ -52,3 +52,10 @@ def load_component(model_class, folder: Path, component: str, required: bool = T
         return model_class.from_pretrained(subfolder, **load_kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
         raise ModelError(f"the '{component}' folder of {folder} does not fit {model_class.__name__}: {error}") from None
+
+
+def declared_components(folder: Path) -> set[str]:
+    """The components a pipeline folder's model_index.json says it holds (entries that are not [null, null])."""
+    index = json.loads((folder / MODEL_INDEX).read_text())
+    return {name for name, entry in index.items()
+            if not name.startswith("_") and isinstance(entry, list) and entry and entry[0] is not None}

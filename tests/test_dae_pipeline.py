@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 import subprocess
 import wave
 from pathlib import Path
@@ -207,12 +208,11 @@ def test_a_pipeline_of_another_kind_is_refused(tmp_path):
         DAETalkerPipeline.from_pretrained(tmp_path)
 
 
-def test_a_folder_missing_a_component_names_it(tmp_path):
-    tiny_dae_pipeline().save_pretrained(tmp_path)
-    import shutil
-
-    shutil.rmtree(tmp_path / "semantic_encoder")
-    with pytest.raises(ModelError, match="semantic_encoder"):
+@pytest.mark.parametrize("component", ["semantic_encoder", "vae", "speech2latent"])
+def test_a_folder_missing_a_component_it_declares_names_it(tmp_path, component):
+    tiny_dae_pipeline(latent_space=True).save_pretrained(tmp_path)
+    shutil.rmtree(tmp_path / component)
+    with pytest.raises(ModelError, match=component):
         DAETalkerPipeline.from_pretrained(tmp_path)
 
 
