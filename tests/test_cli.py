@@ -59,3 +59,21 @@ def test_the_landmark_pipeline_says_it_is_not_available_yet(tmp_path, capsys):
 def test_the_module_runs_as_a_program():
     result = subprocess.run([sys.executable, "-m", "talking_head", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "generate" in result.stdout
+
+
+def test_pose_from_a_reference_video_drives_the_head(tiny_model, tmp_path):
+    import imageio_ffmpeg
+
+    from talking_head.training.prepare import pose_from_video
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "media" / "video" / "edtalk_uncrop_Obama.mp4"
+    if not source.exists():
+        pytest.skip(f"real footage {source} is absent (the ../shared/media folder is not checked out here)")
+    reference = tmp_path / "reference.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(source), "-t", "1", str(reference)], check=True)
+    pose = pose_from_video(reference)
+    assert pose.shape == (25, 6) and abs(pose[:, 0]).max() < 30  # a frontal speaker: yaw within 30 degrees
+    output = tmp_path / "talk.mp4"
+    assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "--steps", "1",
+                 "--pose-from", str(reference), "-o", str(output)]) == 0
+    assert probe_video(output)["has_audio"]

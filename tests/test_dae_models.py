@@ -137,8 +137,8 @@ def test_save_pretrained_then_from_pretrained_gives_identical_outputs(tmp_path):
     sample, _ = tiny_inputs()
     with torch.no_grad():
         z_sem = encoder(sample)
-        assert torch.equal(reloaded_encoder(sample), z_sem)
-        assert torch.equal(reloaded_unet(sample, 321, z_sem), unet(sample, 321, z_sem))
+        torch.testing.assert_close(reloaded_encoder(sample), z_sem, rtol=0, atol=1e-6)
+        torch.testing.assert_close(reloaded_unet(sample, 321, z_sem), unet(sample, 321, z_sem), rtol=0, atol=1e-6)
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert list(reloaded_unet.config.channel_mult) == list(DAE_UNET_PRESETS["tiny"]["channel_mult"])
 
@@ -243,5 +243,5 @@ def test_convert_to_pretrained_writes_loadable_unet_and_encoder_folders(tmp_path
     encoder = SemanticEncoder.from_pretrained(output_dir / "semantic_encoder").eval()
     sample, z_sem = tiny_inputs()
     with torch.no_grad():
-        assert torch.equal(unet(sample, 7, z_sem), ema[0](sample, 7, z_sem))
-        assert torch.equal(encoder(sample), ema[1](sample))
+        torch.testing.assert_close(unet(sample, 7, z_sem), ema[0](sample, 7, z_sem), rtol=0, atol=1e-6)
+        torch.testing.assert_close(encoder(sample), ema[1](sample), rtol=0, atol=1e-6)

@@ -73,8 +73,8 @@ def test_from_pretrained_downloads_a_repo_from_the_hub(local_hub, saved_pipeline
     torch.manual_seed(1)
     sample, z_sem = torch.randn(2, 3, 16, 16), torch.randn(2, 16)
     with torch.no_grad():
-        assert torch.equal(loaded.unet(sample, torch.tensor([10, 500]), z_sem),
-                           original.unet(sample, torch.tensor([10, 500]), z_sem))
+        torch.testing.assert_close(loaded.unet(sample, torch.tensor([10, 500]), z_sem),
+                                   original.unet(sample, torch.tensor([10, 500]), z_sem), rtol=0, atol=1e-6)
 
 
 def test_a_second_load_uses_the_cache_when_offline(local_hub, saved_pipeline, monkeypatch):
