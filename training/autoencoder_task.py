@@ -8,6 +8,7 @@ import torch
 from ..hub_models.frame_autoencoder import build_frame_autoencoder
 from .dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
+from .loop import module_device
 
 KL_WEIGHT = 1e-6
 
@@ -37,7 +38,9 @@ class AutoencoderTask:
         return error.abs().mean() + error.pow(2).mean() + KL_WEIGHT * posterior.kl().mean()
 
     def _reconstruct(self, vae, images):
-        return torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample for chunk in images.split(64)])
+        device = module_device(vae)
+        return torch.cat([vae.decode(vae.encode(chunk.to(device)).latent_dist.mode()).sample.cpu()
+                          for chunk in images.split(64)])
 
     def validate(self, modules):
         reconstruction = self._reconstruct(modules["vae"], self.val_frames)
@@ -52,7 +55,7 @@ class AutoencoderTask:
     def export(self, modules, output_dir: Path, training_summary: dict):
         vae = modules["vae"]
         with torch.no_grad():
-            latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in self.train_frames.split(64)])
+            latents = torch.cat([vae.encode(chunk.to(module_device(vae))).latent_dist.mode() for chunk in self.train_frames.split(64)])
         # Scale latents to unit variance for the diffusion model, as Stable Diffusion's VAE does.
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
         vae.save_pretrained(output_dir)

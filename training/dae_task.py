@@ -15,6 +15,7 @@ from ..hub_models.semantic_encoder import SemanticEncoder
 from ..pipelines.dae_talker import DAETalkerPipeline
 from .dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
+from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
 SAMPLE_STEPS = 20
@@ -63,9 +64,12 @@ class DAETask:
             yield {"images": self.train_images[index], "targets": self.train_targets[index]}
 
     def _denoising_loss(self, modules, images, targets, generator=None):
+        device = module_device(modules["unet"])
+        images, targets = images.to(device), targets.to(device)
         z_sem = modules["semantic_encoder"](images)
         noise = torch.randn(targets.shape, generator=generator).to(targets)
-        timesteps = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (len(targets),), generator=generator)
+        timesteps = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (len(targets),),
+                                  generator=generator).to(device)
         noisy = self.noise_schedule.add_noise(targets, noise, timesteps)
         if self.noise_schedule.config.prediction_type == "v_prediction":
             goal = self.noise_schedule.get_velocity(targets, noise, timesteps)
@@ -84,8 +88,9 @@ class DAETask:
 
     def _pipeline(self, modules) -> DAETalkerPipeline:
         scheduler = DDIMScheduler.from_config(self.noise_schedule.config)
+        vae = None if self.vae is None else self.vae.to(module_device(modules["unet"]))
         return DAETalkerPipeline(unet=modules["unet"], semantic_encoder=modules["semantic_encoder"],
-                                 scheduler=scheduler, vae=self.vae).eval_mode()
+                                 scheduler=scheduler, vae=vae).eval_mode()
 
     def save_samples(self, modules, path):
         """Validation frames re-decoded from their own z_sem, all from one shared x_T."""
@@ -93,7 +98,7 @@ class DAETask:
         originals = self.val_images[:: max(1, len(self.val_images) // NUM_SAMPLE_FRAMES)][:NUM_SAMPLE_FRAMES]
         frames = next(pipeline.decode_latents(pipeline.encode_frames(originals), pipeline.initial_noise(0),
                                               SAMPLE_STEPS, batch_size=len(originals)))
-        decoded = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        decoded = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1  # on the CPU, like originals
         save_image_grid([originals, decoded], path)
         return {"sample_psnr": psnr(decoded, originals)}
 

@@ -67,6 +67,11 @@ class TrainingTask(Protocol):
         """Save the trained result (EMA weights) where users load it from."""
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device a module's weights are on."""
+    return next(module.parameters()).device
+
+
 def _replace_directory(staging: Path, final: Path) -> None:
     """Swap a fully written `staging` folder into place so `final` is never half-written."""
     retired = final.with_name(final.name + ".old")
@@ -106,6 +111,9 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
         staging = self.output_dir / (CHECKPOINT_DIR + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -145,10 +153,14 @@ class Trainer:
         return copies
 
     def _log(self, record: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
         with open(self.output_dir / LOG_FILE, "a") as log:
             log.write(json.dumps(record) + "\n")
 
     def _evaluate(self, with_samples: bool) -> dict:
+        if not self.accelerator.is_main_process:
+            return {"step": self.step}
         ema_modules = self.ema_modules()
         with torch.no_grad():
             figures = self.task.validate(ema_modules)
@@ -165,7 +177,9 @@ class Trainer:
     def train(self) -> dict:
         """Train until the budget is spent; checkpoint, validate, export; return the last figures."""
         config = self.config
-        generator = torch.Generator().manual_seed(config.seed + self.step)
+        # each process draws its own batches (with several GPUs, every process trains on different frames)
+        process_seed = config.seed + self.step + 100_003 * self.accelerator.process_index
+        generator = torch.Generator().manual_seed(process_seed)
         batches = self.task.batches(config.batch_size, generator)
         for module in self.modules.values():
             module.train()
@@ -175,7 +189,7 @@ class Trainer:
         running_loss, running_count = 0.0, 0
         last_figures = None
         while self.step < config.max_steps and self.elapsed_seconds < budget_seconds:
-            batch = next(batches)
+            batch = {name: value.to(self.accelerator.device) for name, value in next(batches).items()}
             with self.accelerator.autocast():
                 loss = self.task.loss(self.modules, batch)
             if not torch.isfinite(loss):
@@ -208,5 +222,6 @@ class Trainer:
         summary = {"steps": self.step, "train_minutes": round(self.elapsed_seconds / 60, 1),
                    "batch_size": config.batch_size, "learning_rate": config.learning_rate,
                    "mixed_precision": config.mixed_precision, "final": final}
-        self.task.export(self.ema_modules(), self.output_dir / "model", summary)
+        if self.accelerator.is_main_process:
+            self.task.export(self.ema_modules(), self.output_dir / "model", summary)
         return final

@@ -13,6 +13,7 @@ from ..hub_models.speech2latent import Speech2Latent
 from ..pipelines.dae_talker import DAETalkerPipeline
 from .dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
+from .loop import module_device
 
 POSE_LOSS_WEIGHT = 0.1
 NUM_SAMPLE_FRAMES = 8
@@ -68,6 +69,8 @@ class Speech2LatentTask:
             yield {name: torch.stack([w[:shortest] for w in values]) for name, values in windows.items()}
 
     def _losses(self, model, features, pose, latents, use_real_pose=True):
+        device = module_device(model)
+        features, pose, latents = features.to(device), pose.to(device), latents.to(device)
         output = model(features, pose if use_real_pose else None)
         latent_loss = (output["normalised_latents"] - (latents - model.latent_mean) / model.latent_std).pow(2).mean()
         pose_loss = (output["normalised_pose_prediction"] - (pose - model.pose_mean) / model.pose_std).pow(2).mean()
@@ -93,7 +96,8 @@ class Speech2LatentTask:
         sequence = self.sequences["val"][0]
         model = modules["speech2latent"]
         picks = torch.linspace(0, len(sequence["images"]) - 1, NUM_SAMPLE_FRAMES).long()
-        predicted = model(sequence["features"][None], sequence["pose"][None])["latents"][0][picks]
+        device = module_device(model)
+        predicted = model(sequence["features"][None].to(device), sequence["pose"][None].to(device))["latents"][0][picks].cpu()
         noise = self.pipeline.initial_noise(0)
         rows = [sequence["images"][picks]]
         for latents in (sequence["latents"][picks], predicted):
