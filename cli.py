@@ -22,7 +22,7 @@ def _generate(args) -> None:
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
     pose = None
     if args.pose_from:
-        from .training.prepare import pose_from_video
+        from .faces.tracking import pose_from_video
 
         features = pipeline.encode_audio(args.audio)
         reference_pose = torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps))

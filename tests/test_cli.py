@@ -64,7 +64,7 @@ def test_the_module_runs_as_a_program():
 def test_pose_from_a_reference_video_drives_the_head(tiny_model, tmp_path):
     import imageio_ffmpeg
 
-    from talking_head.training.prepare import pose_from_video
+    from talking_head.faces.tracking import pose_from_video
 
     source = Path(__file__).resolve().parents[2] / "shared" / "media" / "video" / "edtalk_uncrop_Obama.mp4"
     if not source.exists():
