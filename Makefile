@@ -17,7 +17,7 @@ setup: $(BIN)/talking-head
 
 # The main job: speech to a talking-head mp4 with the bundled DAE-Talker model.
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio examples/jfk.flac --steps 25 -o demo.mp4
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio examples/jfk.flac --steps 25 --size 256 -o demo.mp4
 	@echo "wrote demo.mp4"
 
 test: setup

@@ -37,7 +37,7 @@ def _generate(args) -> None:
 
     try:
         output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps, sampler=args.sampler,
-                          seed=args.seed, batch_size=args.batch_size, callback=report)
+                          seed=args.seed, batch_size=args.batch_size, output_size=args.size, callback=report)
     finally:
         for bar in bars:
             bar.close()
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0, help="seed of the noise shared by all frames")
     generate.add_argument("--pose-from", help="a video whose head motion the result follows")
     generate.add_argument("--batch-size", type=int, default=16, help="frames decoded at once")
+    generate.add_argument("--size", type=int, help="output frame size in pixels (default: the model's)")
     generate.add_argument("-o", "--output", required=True, help="the mp4 to write")
     generate.set_defaults(run=_generate)
 

@@ -288,3 +288,15 @@ def _parse_ffmetadata(text: str) -> dict:
         else:
             field.append(char)
     return tags
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 frames [B,H,W,3] to [B,size,size,3] (bicubic, antialiased when shrinking)."""
+    import torch
+    from torch.nn import functional as F
+
+    if frames.shape[1] == size and frames.shape[2] == size:
+        return frames
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    resized = F.interpolate(images, size=(size, size), mode="bicubic", antialias=size < frames.shape[1])
+    return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -22,7 +22,7 @@ from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
-from ..media.video import VideoWriter
+from ..media.video import VideoWriter, resize_frames
 from .hub import declared_components, load_component, resolve_pipeline_folder
 from .model_card import write_model_card
 from .sampling import denoise, make_scheduler
@@ -252,12 +252,13 @@ class DAETalkerPipeline(DiffusionPipeline):
     # -- everything ---------------------------------------------------------------------------------
     def __call__(self, audio: str | os.PathLike, output_path: str | os.PathLike, *, pose: torch.Tensor | None = None,
                  num_inference_steps: int = 100, sampler: str = "ddim", seed: int = 0,
-                 reference_frame: torch.Tensor | None = None, batch_size: int = 16,
+                 reference_frame: torch.Tensor | None = None, batch_size: int = 16, output_size: int | None = None,
                  callback: ProgressCallback | None = None) -> Path:
         """Speech file to an mp4 (h264 + aac, the input audio muxed in) at `output_path`; returns the path.
 
         `pose` [T,6] replaces the predicted head pose (see `retarget_pose` for poses of other footage);
-        `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed.
+        `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed; `output_size` resizes
+        the frames (the model's own size by default).
         """
         if not self.is_trained:
             logger.warning("model %s has no training record: it is untrained or its provenance is unknown",
@@ -274,5 +275,5 @@ class DAETalkerPipeline(DiffusionPipeline):
                     "seed": str(seed), "trained": str(self.is_trained).lower()}
         with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
             for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size, callback):
-                writer.write(frames)
+                writer.write(frames if output_size is None else resize_frames(frames, output_size))
         return Path(output_path)

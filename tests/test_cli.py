@@ -29,11 +29,12 @@ def test_importing_the_package_loads_no_model_code():
 def test_generate_writes_the_video_and_prints_its_path(tiny_model, tmp_path, capsys):
     output = tmp_path / "talk.mp4"
     status = main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "--steps", "2",
-                   "--sampler", "dpm++", "-o", str(output)])
+                   "--sampler", "dpm++", "--size", "48", "-o", str(output)])
     assert status == 0
     assert str(output) in capsys.readouterr().out
     info = probe_video(output)
     assert info["has_audio"] and abs(info["duration"] - 11.0) < 0.1
+    assert (info["width"], info["height"]) == (48, 48)
 
 
 def test_bad_input_ends_with_one_error_line_and_status_2(tiny_model, tmp_path, capsys):
