@@ -96,6 +96,16 @@ def test_autoencoder_training_lowers_the_loss_and_resumes_from_its_checkpoint(da
     assert (tmp_path / "model" / "config.json").exists()
 
 
+def test_a_latent_space_dae_carries_its_autoencoder_and_its_training_record(dataset, tmp_path):
+    autoencoder_run, dae_run = tmp_path / "ae", tmp_path / "dae"
+    train(AutoencoderTask(dataset, image_size=32, preset="tiny"), autoencoder_run, max_steps=5)
+    task = DAETask(dataset, image_size=32, autoencoder=autoencoder_run / "model", unet_preset="tiny", encoder_preset="tiny")
+    train(task, dae_run, max_steps=5)
+    pipeline = DAETalkerPipeline.from_pretrained(dae_run / "model")
+    assert pipeline.vae is not None and pipeline.unet.config.sample_size == 8  # 32 px frames, f=4 latent
+    assert pipeline.training_record["autoencoder"]["steps"] == 5
+
+
 @pytest.fixture(scope="module")
 def trained_dae(dataset, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("dae")
@@ -106,6 +116,7 @@ def trained_dae(dataset, tmp_path_factory) -> Path:
 
 def test_dae_training_saves_a_pipeline_with_samples_and_validation(trained_dae):
     pipeline = DAETalkerPipeline.from_pretrained(trained_dae / "model")
+    assert pipeline.vae is None  # trained in pixel space, as in the paper
     assert pipeline.training_record["dae"]["steps"] == 20
     assert logged(trained_dae, "val_loss") and logged(trained_dae, "sample_psnr")
     assert list((trained_dae / "samples").glob("step-*.png"))

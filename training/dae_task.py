@@ -4,6 +4,7 @@ The semantic encoder and the conditional UNet decoder are trained together with 
 pixel space as in the paper, or in the latent space of a trained frame autoencoder (`--autoencoder`).
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -37,9 +38,11 @@ class DAETask:
         self.image_size = image_size
         self.train_images = dataset.frames("train", image_size)
         self.val_images = dataset.frames("val", image_size)
-        self.vae = None
+        self.vae, self.autoencoder_record = None, None
         if autoencoder is not None:
             self.vae = AutoencoderKL.from_pretrained(autoencoder).eval().requires_grad_(False)
+            record_path = Path(autoencoder) / "training.json"
+            self.autoencoder_record = json.loads(record_path.read_text()) if record_path.exists() else None
         self.train_targets = self._to_diffusion_space(self.train_images)
         self.val_targets = self._to_diffusion_space(self.val_images)
         channels, size = self.train_targets.shape[1], self.train_targets.shape[-1]
@@ -107,4 +110,6 @@ class DAETask:
         pipeline.training_record = {"dae": {**training_summary, "image_size": self.image_size,
                                             "latent_space": self.vae is not None,
                                             "dataset": str(self.dataset.root)}}
+        if self.autoencoder_record is not None:
+            pipeline.training_record["autoencoder"] = self.autoencoder_record
         pipeline.save_pretrained(output_dir)
