@@ -4,7 +4,6 @@ import json
 import logging
 import shutil
 import subprocess
-import wave
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -16,6 +15,7 @@ from talking_head.errors import AudioError, ModelError, TalkingHeadError
 from talking_head.media.audio import SAMPLE_RATE
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
+from audio_files import write_wav
 from tiny_models import LOGMEL_DIM, tiny_dae_pipeline
 
 EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
@@ -27,15 +27,6 @@ def speech_clip(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("audio") / "speech.wav"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(EXAMPLE_SPEECH), "-ss", "0.3",
                     "-t", "2.2", "-ac", "1", "-ar", "16000", str(path)], check=True)
-    return path
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as wav_file:
-        wav_file.setnchannels(1)
-        wav_file.setsampwidth(2)
-        wav_file.setframerate(SAMPLE_RATE)
-        wav_file.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return path
 
 

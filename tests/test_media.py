@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from talking_head.media import features
 from talking_head.media.audio import SAMPLE_RATE, load_audio, num_video_frames
 from talking_head.media.features import AudioFeatureExtractor
 from talking_head.media.video import VideoWriter, probe_video, read_metadata, read_video_frames
+from audio_files import write_wav
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared/media"
 
@@ -29,15 +29,6 @@ def run_ffmpeg(*args) -> None:
     import imageio_ffmpeg
 
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
-
-
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    with wave.open(str(path), "wb") as wav_file:
-        wav_file.setnchannels(1)
-        wav_file.setsampwidth(2)
-        wav_file.setframerate(sample_rate)
-        wav_file.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def tone(seconds: float, frequency: float = 440.0, amplitude: float = 0.5, sample_rate: int = SAMPLE_RATE):
