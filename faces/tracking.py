@@ -41,5 +41,5 @@ def pose_from_video(video: str | Path, fps: float = 25.0, landmark_backend: str 
     video = Path(video)
     if not video.exists():
         raise TalkingHeadError(f"pose video not found: {video}")
-    landmarks, image_size = track_landmarks(video, fps, get_landmarker(landmark_backend), progress=False)
+    landmarks, image_size = track_landmarks(video, fps, get_landmarker(landmark_backend))
     return estimate_head_pose(landmarks, image_size).astype(np.float32)

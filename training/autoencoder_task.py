@@ -54,8 +54,9 @@ class AutoencoderTask:
 
     def export(self, modules, output_dir: Path, training_summary: dict):
         vae = modules["vae"]
+        device = module_device(vae)
         with torch.no_grad():
-            latents = torch.cat([vae.encode(chunk.to(module_device(vae))).latent_dist.mode() for chunk in self.train_frames.split(64)])
+            latents = torch.cat([vae.encode(chunk.to(device)).latent_dist.mode() for chunk in self.train_frames.split(64)])
         # Scale latents to unit variance for the diffusion model, as Stable Diffusion's VAE does.
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
         vae.save_pretrained(output_dir)
