@@ -9,16 +9,37 @@ from pathlib import Path
 from .errors import TalkingHeadError
 
 DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
+DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
+
+
+def _progress_bar():
+    """A callback(done, total) that draws a tqdm bar, and a function that closes it."""
+    from tqdm.auto import tqdm
+
+    bars = []
+
+    def report(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="frame", desc="generating"))
+        bars[0].update(done - bars[0].n)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return report, close
 
 
 def _generate(args) -> None:
+    if args.pipeline == "landmark":
+        _generate_landmark(args)
+        return
     import torch
-    from tqdm.auto import tqdm
 
     from .pipelines.dae_talker import DAETalkerPipeline
 
-    if args.pipeline != "dae":
-        raise TalkingHeadError(f"the {args.pipeline!r} pipeline is not available yet")
+    if args.image:
+        raise TalkingHeadError("--image is for the landmark pipeline (--pipeline landmark); DAE-Talker draws the person it was trained on")
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
     pose = None
     if args.pose_from:
@@ -28,19 +49,32 @@ def _generate(args) -> None:
         reference_pose = torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps))
         repeats = math.ceil(len(features) / len(reference_pose))
         pose = pipeline.retarget_pose(reference_pose.repeat(repeats, 1)[: len(features)])
-    bars = []
-
-    def report(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="frame", desc="generating"))
-        bars[0].update(done - bars[0].n)
-
+    report, close = _progress_bar()
     try:
-        output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps, sampler=args.sampler,
-                          seed=args.seed, batch_size=args.batch_size, output_size=args.size, callback=report)
+        output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps or 100,
+                          sampler=args.sampler, seed=args.seed, batch_size=args.batch_size, output_size=args.size,
+                          callback=report)
     finally:
-        for bar in bars:
-            bar.close()
+        close()
+    print(output)
+
+
+def _generate_landmark(args) -> None:
+    from .pipelines.landmark import LandmarkDiffusionPipeline
+
+    if not args.image:
+        raise TalkingHeadError("the landmark pipeline needs a portrait: --image PHOTO")
+    if args.size:
+        raise TalkingHeadError("--size is for DAE-Talker; the landmark pipeline keeps the portrait's size")
+    pipeline = LandmarkDiffusionPipeline.from_pretrained(args.model or DEFAULT_LANDMARK_MODEL)
+    report, close = _progress_bar()
+    try:
+        output = pipeline(args.audio, args.image, args.output, pose_from=args.pose_from,
+                          num_inference_steps=args.steps or 200, sampler=args.sampler, seed=args.seed,
+                          face="largest" if args.face is None else args.face, batch_size=args.batch_size,
+                          landmark_preview_path=args.preview, callback=report)
+    finally:
+        close()
     print(output)
 
 
@@ -49,7 +83,8 @@ def _prepare(args) -> None:
 
     output = prepare_dataset(args.video, args.out, fps=args.fps, resolution=args.resolution,
                              val_fraction=args.val_fraction, feature_kinds=tuple(args.features),
-                             landmark_backend=args.landmarks, crop_mode=args.crop, overwrite=args.overwrite)
+                             landmark_backend=args.landmarks, crop_mode=args.crop, crop_scale=args.crop_scale,
+                             speaker_embeddings=args.speaker_embeddings, overwrite=args.overwrite)
     print(output)
 
 
@@ -68,6 +103,17 @@ def _train(args) -> None:
         task = DAETask(dataset, image_size=args.resolution, autoencoder=args.autoencoder,
                        unet_preset=args.preset or "latent-small", encoder_preset=args.encoder_preset,
                        prediction_type=args.prediction)
+    elif args.model == "l2v":
+        from .training.l2v_task import L2VTask
+
+        if not args.autoencoder:
+            raise TalkingHeadError("train l2v needs --autoencoder, the folder of a trained frame autoencoder")
+        task = L2VTask(dataset, args.autoencoder, image_size=args.resolution, preset=args.preset or "small")
+    elif args.model == "a2l":
+        from .training.a2l_task import A2LTask
+
+        task = A2LTask(dataset, feature_kind=args.features, preset=args.preset or "small", window_frames=args.window,
+                       l2v=args.l2v)
     else:
         from .training.speech2latent_task import Speech2LatentTask
 
@@ -76,7 +122,8 @@ def _train(args) -> None:
         task = Speech2LatentTask(dataset, args.dae, feature_kind=args.features, preset=args.preset or "base",
                                  window_frames=args.window)
     config = TrainConfig(output_dir=args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
-                         batch_size=args.batch_size, learning_rate=args.lr, checkpoint_minutes=args.checkpoint_minutes,
+                         batch_size=args.batch_size, learning_rate=args.lr, weight_decay=args.weight_decay,
+                         checkpoint_minutes=args.checkpoint_minutes,
                          validate_every=args.validate_every, sample_every=args.sample_every,
                          mixed_precision=args.mixed_precision, seed=args.seed, resume=not args.restart)
     final = Trainer(task, config).train()
@@ -86,15 +133,26 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     import json
 
-    from .evaluation.holdout import evaluate_on_holdout
-    from .pipelines.dae_talker import DAETalkerPipeline
     from .training.dataset import TalkingHeadDataset
 
-    pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
-    report = evaluate_on_holdout(pipeline, TalkingHeadDataset(args.data), num_inference_steps=args.steps,
-                                 sampler=args.sampler, seed=args.seed, use_real_pose=args.real_pose,
-                                 with_ceiling=args.with_ceiling)
-    report["model"] = str(args.model or DEFAULT_DAE_MODEL)
+    dataset = TalkingHeadDataset(args.data)
+    if args.pipeline == "landmark":
+        from .evaluation.landmark_holdout import evaluate_landmark_pipeline
+        from .pipelines.landmark import LandmarkDiffusionPipeline
+
+        model = args.model or DEFAULT_LANDMARK_MODEL
+        pipeline = LandmarkDiffusionPipeline.from_pretrained(model)
+        report = evaluate_landmark_pipeline(pipeline, dataset, num_inference_steps=args.steps or 50,
+                                            sampler=args.sampler, seed=args.seed)
+    else:
+        from .evaluation.holdout import evaluate_on_holdout
+        from .pipelines.dae_talker import DAETalkerPipeline
+
+        model = args.model or DEFAULT_DAE_MODEL
+        pipeline = DAETalkerPipeline.from_pretrained(model)
+        report = evaluate_on_holdout(pipeline, dataset, num_inference_steps=args.steps or 100, sampler=args.sampler,
+                                     seed=args.seed, use_real_pose=args.real_pose, with_ceiling=args.with_ceiling)
+    report["model"] = str(model)
     text = json.dumps(report, indent=2)
     if args.output:
         Path(args.output).write_text(text)
@@ -116,14 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="speech (and a portrait) to a talking-head mp4")
     generate.add_argument("--audio", required=True, help="speech: wav, flac, mp3, m4a or a video's audio track")
-    generate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
+    generate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae",
+                          help="dae: DAE-Talker, the person it was trained on; landmark: any portrait (--image)")
+    generate.add_argument("--image", help="portrait photo to animate (landmark pipeline)")
+    generate.add_argument("--face", type=int, help="which face to animate when the portrait shows several "
+                          "(0 = largest, 1 = next, ...; default: the largest)")
+    generate.add_argument("--preview", help="also write the landmark drawings as a video here (landmark pipeline)")
     generate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    generate.add_argument("--steps", type=int, default=100, help="sampler steps (paper: 100 DDIM steps)")
+    generate.add_argument("--steps", type=int, help="sampler steps (default: the papers' 100 DDIM steps for dae, "
+                          "200 for landmark)")
     generate.add_argument("--sampler", default="ddim", help="ddim, dpm++, unipc, deis, euler or heun")
     generate.add_argument("--seed", type=int, default=0, help="seed of the noise shared by all frames")
     generate.add_argument("--pose-from", help="a video whose head motion the result follows")
     generate.add_argument("--batch-size", type=int, default=16, help="frames decoded at once")
-    generate.add_argument("--size", type=int, help="output frame size in pixels (default: the model's)")
+    generate.add_argument("--size", type=int, help="output frame size in pixels (dae; default: the model's)")
     generate.add_argument("-o", "--output", required=True, help="the mp4 to write")
     generate.set_defaults(run=_generate)
 
@@ -135,24 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--val-fraction", type=float, default=0.2, help="last part of each video kept for validation")
     prepare.add_argument("--features", nargs="+", default=["logmel"], help="logmel, wav2vec2, hubert")
     prepare.add_argument("--landmarks", default="dlib", help="dlib or face-alignment")
-    prepare.add_argument("--crop", choices=["fixed", "smooth"], default="fixed")
+    prepare.add_argument("--crop", choices=["fixed", "smooth"], default="fixed",
+                         help="one crop box per video (still speaker) or a smoothed track (moving head)")
+    prepare.add_argument("--crop-scale", type=float, default=2.4,
+                         help="crop size relative to the face: 2.4 frames the head and shoulders, 2.0 the face")
+    prepare.add_argument("--speaker-embeddings", action="store_true",
+                         help="also store each video's voice embedding (needed by `train a2l`)")
     prepare.add_argument("--overwrite", action="store_true")
     prepare.set_defaults(run=_prepare)
 
     train = commands.add_parser("train", help="train a model on a prepared dataset")
-    train.add_argument("model", choices=["autoencoder", "dae", "speech2latent"])
+    train.add_argument("model", choices=["autoencoder", "dae", "speech2latent", "a2l", "l2v"])
     train.add_argument("--data", required=True, help="a dataset folder from `talking-head prepare`")
     train.add_argument("--out", required=True, help="training folder: checkpoint, log, samples, model/")
     train.add_argument("--resolution", type=int, default=64, help="frame size the model works at")
     train.add_argument("--preset", help="model size preset")
     train.add_argument("--encoder-preset", default="small", help="semantic encoder preset (dae)")
-    train.add_argument("--autoencoder", help="trained frame autoencoder folder: diffuse in its latent (dae)")
+    train.add_argument("--autoencoder", help="trained frame autoencoder folder: diffuse in its latent (dae, l2v)")
     train.add_argument("--prediction", choices=["v_prediction", "epsilon"], default="v_prediction")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
-    train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent)")
-    train.add_argument("--window", type=int, default=100, help="frames per training window (speech2latent)")
+    train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")
+    train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent, a2l)")
+    train.add_argument("--window", type=int, default=100, help="frames per training window (speech2latent, a2l)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--max-steps", type=int, default=1_000_000)
     train.add_argument("--max-minutes", type=float, default=math.inf)
     train.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -163,14 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="measure a DAE-Talker model on a dataset's held-back frames")
+    evaluate = commands.add_parser("evaluate", help="measure a model on a dataset's held-back frames")
     evaluate.add_argument("--data", required=True, help="a dataset folder from `talking-head prepare`")
+    evaluate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    evaluate.add_argument("--steps", type=int, default=100)
+    evaluate.add_argument("--steps", type=int, help="sampler steps (default: 100 for dae, 50 for landmark)")
     evaluate.add_argument("--sampler", default="ddim")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--real-pose", action="store_true", help="drive the pose with the real one instead of the predicted")
-    evaluate.add_argument("--with-ceiling", action="store_true", help="also decode the real frames' own latents")
+    evaluate.add_argument("--real-pose", action="store_true",
+                          help="drive the pose with the real one instead of the predicted (dae)")
+    evaluate.add_argument("--with-ceiling", action="store_true", help="also decode the real frames' own latents (dae)")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here too")
     evaluate.set_defaults(run=_evaluate)
 

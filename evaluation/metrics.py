@@ -38,3 +38,10 @@ def best_lag(signal: np.ndarray, reference: np.ndarray, max_lag: int) -> tuple[i
             if correlation > best[1]:
                 best = (lag, correlation)
     return best
+
+
+def loudness_per_frame(waveform: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """RMS loudness of the audio under each video frame [num_frames]."""
+    hop = sample_rate / fps
+    return np.array([np.sqrt(np.mean(np.square(waveform[round(i * hop):round((i + 1) * hop)], dtype=np.float64)))
+                     if round(i * hop) < len(waveform) else 0.0 for i in range(num_frames)])

@@ -109,3 +109,41 @@ def crop_and_resize(image, box, size: int, pad_mode: str = "edge") -> np.ndarray
         (size, size), Image.Resampling.LANCZOS, box=(x0 - xa, y0 - ya, x1 - xa, y1 - ya)
     )
     return np.asarray(resized)
+
+
+# Points that move with the head but hardly with speech or expression: the nose and the eye corners.
+STABLE_POINTS = tuple(range(27, 36)) + (36, 39, 42, 45)
+
+
+def fit_similarity(source, target) -> np.ndarray:
+    """The 2x3 similarity transform (rotation, uniform scale, shift) that best maps points ``source`` onto ``target``.
+
+    Least squares over the points (Umeyama's method); both are ``[N,2]``.
+    """
+    src = np.asarray(source, dtype=np.float64)
+    dst = np.asarray(target, dtype=np.float64)
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    covariance = dst_c.T @ src_c / len(src)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(singular) @ sign) / src_c.var(0).sum()
+    linear = scale * rotation
+    return np.concatenate([linear, (dst_mean - linear @ src_mean)[:, None]], axis=1)
+
+
+def compose_affine(outer, inner) -> np.ndarray:
+    """The 2x3 matrix applying ``inner`` first, then ``outer``."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return np.concatenate([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
+
+
+def to_unit_coordinates(points, size: int):
+    """Pixel coordinates of a ``size`` x ``size`` image to -1..1 (the image's edges); numpy or torch."""
+    return (points + 0.5) / size * 2 - 1
+
+
+def from_unit_coordinates(points, size: int):
+    """The inverse of `to_unit_coordinates`."""
+    return (points + 1) / 2 * size - 0.5

@@ -77,12 +77,13 @@ class DlibLandmarker:
     """dlib's HOG frontal face detector plus its 68-point shape predictor.
 
     Large images are searched on a copy whose longest side is ``detect_max_side``; when nothing is
-    found there, the search is repeated once at twice that resolution to catch small faces.
+    found there, the search is repeated once at twice that resolution to catch small faces. When one
+    detection is clear, those scoring below ``min_score`` are dropped as false alarms.
     """
 
     name = "dlib"
 
-    def __init__(self, model_path: str | Path | None = None, detect_max_side: int = 800):
+    def __init__(self, model_path: str | Path | None = None, detect_max_side: int = 800, min_score: float = 0.3):
         try:
             import dlib
         except ImportError as e:
@@ -94,6 +95,7 @@ class DlibLandmarker:
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(path))
         self.detect_max_side = detect_max_side
+        self.min_score = min_score
 
     def detect(self, image) -> list[tuple[float, float, float, float]]:
         """Face boxes ``(x0, y0, x1, y1)`` in pixels of ``image``, largest first."""
@@ -103,9 +105,12 @@ class DlibLandmarker:
         if factor < 1.0:
             small_size = (max(1, round(w * factor)), max(1, round(h * factor)))
             img = np.asarray(Image.fromarray(img).resize(small_size, Image.Resampling.BILINEAR))
-        rects = self._detector(img, 0)
+        rects, scores, _ = self._detector.run(img, 0, 0.0)
         if len(rects) == 0:
-            rects = self._detector(img, 1)
+            rects, scores, _ = self._detector.run(img, 1, 0.0)
+        # Weak detections beside a clear face are texture that looks like one (a badge, a pattern).
+        if len(rects) > 1 and max(scores) >= self.min_score:
+            rects = [rect for rect, score in zip(rects, scores) if score >= self.min_score]
         sx, sy = w / img.shape[1], h / img.shape[0]
         boxes = [
             (r.left() * sx, r.top() * sy, (r.right() + 1) * sx, (r.bottom() + 1) * sy) for r in rects
@@ -209,7 +214,8 @@ def detect_face_landmarks(image, landmarker=None, which="largest", what: str = "
     elif isinstance(which, int) and 0 <= which < len(boxes):
         index = which
     else:
-        raise ValueError(f"which must be 'largest' or a face index below {len(boxes)}, got {which!r}")
+        raise FaceError(f"{len(boxes)} face(s) found in {what}; choose 'largest' or a face index below {len(boxes)}, "
+                        f"not {which!r}")
     box = boxes[index]
     if len(boxes) > 1:
         logger.warning(

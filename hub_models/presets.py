@@ -135,3 +135,50 @@ SPEECH2LATENT_PRESETS = {
     "tiny": {"hidden_dim": 32, "num_heads": 2, "num_blocks_before_pose": 1, "num_blocks_after_pose": 1,
              "ff_expansion": 2, "conv_kernel_size": 5, "dropout": 0.0},
 }
+
+# L2V's denoising UNet (diffusers' UNet2DConditionModel). Input: the noisy latent concatenated with the
+# latents of the rendered landmarks, the pose reference and the identity reference (4 x 3 channels).
+_L2V_COMMON = {"in_channels": 12, "out_channels": 3, "flip_sin_to_cos": True, "freq_shift": 0}
+L2V_UNET_PRESETS = {
+    # Paper size: 256x256 frames, a 64x64x3 latent; the widths of LDM's CelebA-HQ model: 415M parameters.
+    "paper": {**_L2V_COMMON, "sample_size": 64, "block_out_channels": (224, 448, 672, 896), "layers_per_block": 2,
+              "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+              "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+              "cross_attention_dim": 512, "attention_head_dim": 32, "norm_num_groups": 32},
+    # 96x96 frames, a 24x24 latent, attention at 12 and 6 px: 4.2M parameters, trains on a CPU.
+    "small": {**_L2V_COMMON, "sample_size": 24, "block_out_channels": (32, 64, 128), "layers_per_block": 1,
+              "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+              "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+              "cross_attention_dim": 128, "attention_head_dim": 8, "norm_num_groups": 16},
+    # For tests.
+    "tiny": {**_L2V_COMMON, "sample_size": 8, "block_out_channels": (8, 16), "layers_per_block": 1,
+             "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+             "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+             "cross_attention_dim": 16, "attention_head_dim": 4, "norm_num_groups": 4},
+}
+
+LANDMARK_ENCODER_PRESETS = {
+    "paper": {"hidden_dim": 256, "output_dim": 512, "num_layers": 4, "num_heads": 8},
+    "small": {"hidden_dim": 128, "output_dim": 128, "num_layers": 2, "num_heads": 4},
+    "tiny": {"hidden_dim": 16, "output_dim": 16, "num_layers": 1, "num_heads": 2},
+}
+
+# The latent diffusion schedule of LDM's CelebA-HQ model ("linear" in LDM is diffusers' "scaled_linear"),
+# with 1000 training steps as in the paper; v-prediction trains faster on small data.
+L2V_SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.0015,
+    "beta_end": 0.0195,
+    "prediction_type": "v_prediction",
+    "clip_sample": False,
+}
+
+A2L_PRESETS = {
+    # The paper's widths (content and identity dimensions 256): 5.9M parameters with log-mel input.
+    "paper": {"hidden_dim": 256, "content_layers": 2, "identity_layers": 1, "dropout": 0.1},
+    # For a few minutes of footage.
+    "small": {"hidden_dim": 128, "content_layers": 2, "identity_layers": 1, "dropout": 0.2},
+    # For tests.
+    "tiny": {"hidden_dim": 16, "content_layers": 1, "identity_layers": 1, "dropout": 0.0},
+}

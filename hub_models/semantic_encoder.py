@@ -7,7 +7,13 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .diffae_blocks import AttentionBlock, ConditionedSequential, Downsample, ResBlock, group_norm
+from .diffae_blocks import (
+    AttentionBlock,
+    ConditionedSequential,
+    Downsample,
+    ResBlock,
+    group_norm,
+)
 
 
 class SemanticEncoder(ModelMixin, ConfigMixin):

@@ -5,16 +5,13 @@ reference frame, so frames differ only where their semantic latents differ. Fram
 batch and streamed to the video file, so memory does not grow with the length of the audio.
 """
 
-import json
-import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler, DiffusionPipeline
+from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler
 
 from ..errors import ModelError, TalkingHeadError
 from ..hub_models.dae_unet import DAEUNet
@@ -23,13 +20,10 @@ from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.video import VideoWriter, resize_frames
+from .base import TalkingHeadPipeline
 from .hub import declared_components, load_component, resolve_pipeline_folder
-from .model_card import write_model_card
 from .sampling import denoise, make_scheduler
 
-logger = logging.getLogger(__name__)
-
-TRAINING_RECORD = "training.json"
 # Speech2Latent runs over windows of this many frames, cross-faded over the overlap, so its attention
 # cost stays fixed however long the audio is.
 LATENT_WINDOW_FRAMES = 250
@@ -40,7 +34,7 @@ POSE_TRANSLATION_DIMS = slice(3, 6)
 ProgressCallback = Callable[[int, int], None]
 
 
-class DAETalkerPipeline(DiffusionPipeline):
+class DAETalkerPipeline(TalkingHeadPipeline):
     """Speech-driven talking-head video for one person, after DAE-Talker (Du et al., 2023).
 
     Components: `unet` (DAEUNet decoder), `semantic_encoder` (frames to z_sem), `scheduler`, and
@@ -55,7 +49,6 @@ class DAETalkerPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(unet=unet, semantic_encoder=semantic_encoder, scheduler=scheduler, vae=vae,
                               speech2latent=speech2latent)
-        self.training_record: dict | None = None
         self._feature_extractor: AudioFeatureExtractor | None = None
 
     # -- loading ----------------------------------------------------------------------------------
@@ -77,16 +70,9 @@ class DAETalkerPipeline(DiffusionPipeline):
                                          torch_dtype=torch_dtype),
         )
         pipeline.register_to_config(_name_or_path=str(name_or_path))
-        record = folder / TRAINING_RECORD
-        pipeline.training_record = json.loads(record.read_text()) if record.exists() else None
+        pipeline._read_training_record(folder)
         pipeline._check_components_fit()
         return pipeline.eval_mode()
-
-    def eval_mode(self) -> "DAETalkerPipeline":
-        for module in (self.unet, self.semantic_encoder, self.vae, self.speech2latent):
-            if module is not None:
-                module.eval().requires_grad_(False)
-        return self
 
     def _check_components_fit(self) -> None:
         semantic_dim = self.unet.config.semantic_dim
@@ -98,25 +84,6 @@ class DAETalkerPipeline(DiffusionPipeline):
         if self.unet.config.in_channels != expected_channels:
             raise ModelError(f"the decoder takes {self.unet.config.in_channels} channels but its {'latent' if self.vae else 'image'} space has {expected_channels}")
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """Save every component (safetensors) plus the training record and a model card (README.md)."""
-        super().save_pretrained(save_directory, **kwargs)
-        if self.training_record is not None:
-            (Path(save_directory) / TRAINING_RECORD).write_text(json.dumps(self.training_record, indent=2))
-        write_model_card(Path(save_directory), type(self).__name__, self.training_record)
-
-    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
-                    commit_message: str = "Upload DAE-Talker pipeline") -> str:
-        """Save to a temporary folder (with the model card) and upload it as the Hub repo `repo_id`."""
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder)
-            api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
-        return repo_id
-
     # -- properties -------------------------------------------------------------------------------
     @property
     def image_size(self) -> int:
@@ -125,10 +92,6 @@ class DAETalkerPipeline(DiffusionPipeline):
     @property
     def fps(self) -> float:
         return self._require_speech2latent().config.fps
-
-    @property
-    def is_trained(self) -> bool:
-        return self.training_record is not None
 
     def _require_speech2latent(self) -> Speech2Latent:
         if self.speech2latent is None:
@@ -260,9 +223,7 @@ class DAETalkerPipeline(DiffusionPipeline):
         `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed; `output_size` resizes
         the frames (the model's own size by default).
         """
-        if not self.is_trained:
-            logger.warning("model %s has no training record: it is untrained or its provenance is unknown",
-                           self.config.get("_name_or_path"))
+        self.warn_if_untrained()
         waveform = load_audio(audio)
         features = self.feature_extractor(waveform, SAMPLE_RATE)
         latents = self.speech_to_latents(features, pose)
@@ -270,9 +231,7 @@ class DAETalkerPipeline(DiffusionPipeline):
             initial_noise = self.invert(reference_frame, num_inference_steps)
         else:
             initial_noise = self.initial_noise(seed)
-        metadata = {"model": str(self.config.get("_name_or_path", "unknown")),
-                    "pipeline": type(self).__name__, "sampler": sampler, "steps": str(num_inference_steps),
-                    "seed": str(seed), "trained": str(self.is_trained).lower()}
+        metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
         with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
             for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size, callback):
                 writer.write(frames if output_size is None else resize_frames(frames, output_size))

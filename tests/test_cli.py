@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from audio_files import write_wav
 from talking_head.cli import main
+from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video
-from tiny_models import tiny_dae_pipeline
+from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
 
 EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
+PORTRAIT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +55,44 @@ def test_a_model_folder_that_does_not_fit_is_named(tmp_path, capsys):
     assert str(tmp_path) in error and "Traceback" not in error
 
 
-def test_the_landmark_pipeline_says_it_is_not_available_yet(tmp_path, capsys):
-    assert main(["generate", "--pipeline", "landmark", "--audio", str(EXAMPLE_SPEECH), "-o", str(tmp_path / "o.mp4")]) == 2
-    assert "not available" in capsys.readouterr().err
+@pytest.fixture(scope="module")
+def tiny_landmark_model(tmp_path_factory) -> Path:
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install 'talking-head-diffusion[face]')")
+    folder = tmp_path_factory.mktemp("landmark_model")
+    tiny_landmark_pipeline().save_pretrained(folder)
+    return folder
+
+
+def test_generate_with_the_landmark_pipeline_animates_the_portrait(tiny_landmark_model, tmp_path, capsys):
+    speech = write_wav(tmp_path / "speech.wav", load_audio(EXAMPLE_SPEECH)[:16000])
+    output, preview = tmp_path / "talk.mp4", tmp_path / "landmarks.mp4"
+    status = main(["generate", "--pipeline", "landmark", "--audio", str(speech), "--image", str(PORTRAIT),
+                   "--model", str(tiny_landmark_model), "--steps", "1", "--preview", str(preview), "-o", str(output)])
+    assert status == 0 and capsys.readouterr().out.strip().endswith("talk.mp4")
+    info = probe_video(output)
+    assert (info["width"], info["height"], info["num_frames"], info["has_audio"]) == (512, 512, 25, True)
+    assert probe_video(preview)["num_frames"] == 25
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "needs a portrait: --image"),
+    (["--image", "missing.jpg"], "portrait not found"),
+    (["--image", str(PORTRAIT), "--face", "3"], "choose 'largest' or a face index below 1"),
+    (["--image", str(PORTRAIT), "--size", "128"], "keeps the portrait's size"),
+])
+def test_landmark_pipeline_input_problems_end_with_one_error_line(tiny_landmark_model, tmp_path, capsys, extra, message):
+    output = tmp_path / "talk.mp4"
+    status = main(["generate", "--pipeline", "landmark", "--audio", str(EXAMPLE_SPEECH), "--model",
+                   str(tiny_landmark_model), "--steps", "1", "-o", str(output), *extra])
+    error = capsys.readouterr().err
+    assert status == 2 and message in error and "Traceback" not in error
+    assert not output.exists()
+
+
+def test_dae_talker_refuses_a_portrait(tiny_model, tmp_path, capsys):
+    assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--image", str(PORTRAIT), "--model", str(tiny_model),
+                 "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "--pipeline landmark" in capsys.readouterr().err
 
 
 def test_the_module_runs_as_a_program():

@@ -114,3 +114,21 @@ def test_a_repo_of_another_kind_is_refused(local_hub, tmp_path):
         DAETalkerPipeline.from_pretrained("org/stable-diffusion")
     assert "org/stable-diffusion" in str(error.value)
     assert "model_index.json" in resolved_files(local_hub)
+
+
+def test_the_landmark_pipeline_downloads_from_the_hub_with_all_its_components(local_hub, tmp_path):
+    from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
+    from tiny_models import tiny_landmark_pipeline
+
+    original = tiny_landmark_pipeline()
+    original.save_pretrained(tmp_path)
+    local_hub.add_repo("org/tiny-landmark", tmp_path)
+
+    loaded = LandmarkDiffusionPipeline.from_pretrained("org/tiny-landmark")
+
+    downloaded = resolved_files(local_hub)
+    for component in ("vae", "unet", "landmark_encoder", "a2l"):
+        assert f"{component}/diffusion_pytorch_model.safetensors" in downloaded
+        expected, actual = getattr(original, component).state_dict(), getattr(loaded, component).state_dict()
+        assert all(torch.equal(expected[key], actual[key]) for key in expected), component
+    assert loaded.config.crop_scale == original.config.crop_scale and loaded.config._name_or_path == "org/tiny-landmark"

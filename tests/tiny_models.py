@@ -1,14 +1,18 @@
 """Tiny, untrained models for behaviour tests: real classes, test-size configs."""
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from talking_head.hub_models.dae_unet import DAEUNet
 from talking_head.hub_models.frame_autoencoder import build_frame_autoencoder
-from talking_head.hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS, SPEECH2LATENT_PRESETS
+from talking_head.hub_models.a2l import AudioToLandmarks
+from talking_head.hub_models.landmark_encoder import LandmarkEncoder
+from talking_head.hub_models.presets import (A2L_PRESETS, DAE_UNET_PRESETS, L2V_SCHEDULER_CONFIG, L2V_UNET_PRESETS,
+                                             LANDMARK_ENCODER_PRESETS, SEMANTIC_ENCODER_PRESETS, SPEECH2LATENT_PRESETS)
 from talking_head.hub_models.semantic_encoder import SemanticEncoder
 from talking_head.hub_models.speech2latent import Speech2Latent
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
+from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 
 LOGMEL_DIM = 320
 
@@ -33,3 +37,17 @@ def tiny_dae_pipeline(latent_space: bool = False, seed: int = 0) -> DAETalkerPip
     vae = build_frame_autoencoder("tiny", image_size) if latent_space else None
     return DAETalkerPipeline(unet=unet, semantic_encoder=encoder, scheduler=scheduler, vae=vae,
                              speech2latent=speech2latent).eval_mode()
+
+
+def tiny_landmark_pipeline(seed: int = 0) -> LandmarkDiffusionPipeline:
+    """A tiny landmark pipeline (32x32 face crops, an 8x8 latent) with random weights; A2L moves points by ~1%."""
+    torch.manual_seed(seed)
+    a2l = AudioToLandmarks(**A2L_PRESETS["tiny"], feature_dim=LOGMEL_DIM)
+    a2l.displacement_std.fill_(0.01)
+    return LandmarkDiffusionPipeline(
+        vae=build_frame_autoencoder("tiny", 32),
+        unet=randomise_zero_initialised_layers(UNet2DConditionModel(**L2V_UNET_PRESETS["tiny"])),
+        landmark_encoder=LandmarkEncoder(**LANDMARK_ENCODER_PRESETS["tiny"]),
+        scheduler=DDIMScheduler(**L2V_SCHEDULER_CONFIG),
+        a2l=a2l,
+    ).eval_mode()

@@ -2,7 +2,8 @@
 
 For each video: frames at the dataset frame rate, 68 landmarks per frame, one stable face crop (a fixed
 box for the whole clip, or a smoothed track), the crops at the training resolution, the speech at
-16 kHz with its per-frame features, the head pose per frame, and a split by time into train and validation.
+16 kHz with its per-frame features, the head pose per frame, optionally the speaker's voice embedding
+(for the landmark pipeline's A2L), and a split by time into train and validation.
 Everything is written into a staging folder that replaces the output only when complete.
 """
 
@@ -20,13 +21,14 @@ from ..faces.pose import estimate_head_pose
 from ..faces.tracking import track_landmarks
 from ..media.audio import SAMPLE_RATE, load_audio, num_video_frames
 from ..media.features import AudioFeatureExtractor
+from ..media.speaker import speaker_embedding
 from ..media.video import probe_video, read_video_frames
 from .dataset import DATASET_FILE, DATASET_FORMAT
 
 logger = logging.getLogger(__name__)
 
 def _prepare_clip(video: Path, clip_dir: Path, *, fps, resolution, val_fraction, extractors, landmarker,
-                  crop_mode, progress) -> dict:
+                  crop_mode, crop_scale, with_speaker, progress) -> dict:
     """Write one clip's arrays into `clip_dir` and return its index entry."""
     if not video.exists():
         raise TalkingHeadError(f"video not found: {video}")
@@ -37,7 +39,7 @@ def _prepare_clip(video: Path, clip_dir: Path, *, fps, resolution, val_fraction,
     landmarks, image_size = track_landmarks(video, fps, landmarker, progress)
     num_frames = min(len(landmarks), num_video_frames(len(audio), SAMPLE_RATE, fps))
     landmarks = landmarks[:num_frames]
-    boxes = np.array([crop_box_from_landmarks(points) for points in landmarks], np.float32)
+    boxes = np.array([crop_box_from_landmarks(points, crop_scale) for points in landmarks], np.float32)
     boxes = smooth_track(boxes, mode=crop_mode, fps=fps)
 
     clip_dir.mkdir(parents=True)
@@ -62,15 +64,22 @@ def _prepare_clip(video: Path, clip_dir: Path, *, fps, resolution, val_fraction,
         features = extractor(audio, SAMPLE_RATE).numpy()
         np.save(clip_dir / f"features-{kind}.npy", features[:num_frames].astype(np.float32))
     num_train = int(round(num_frames * (1 - val_fraction)))
+    if with_speaker:
+        train_audio = audio[: round(num_train / fps * SAMPLE_RATE)] if num_train else audio
+        np.save(clip_dir / "speaker.npy", speaker_embedding(train_audio))
     return {"name": clip_dir.name, "source": str(video), "num_frames": num_frames,
             "train_frames": [0, num_train], "val_frames": [num_train, num_frames]}
 
 
 def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: float = 25.0, resolution: int = 256,
                     val_fraction: float = 0.2, feature_kinds: tuple[str, ...] = ("logmel",),
-                    landmark_backend: str = "dlib", crop_mode: str = "fixed", overwrite: bool = False,
-                    progress: bool = True) -> Path:
-    """Prepare `videos` (one speaker each) into a dataset folder at `output_dir`; return its path."""
+                    landmark_backend: str = "dlib", crop_mode: str = "fixed", crop_scale: float = 2.4,
+                    speaker_embeddings: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
+    """Prepare `videos` (one speaker each) into a dataset folder at `output_dir`; return its path.
+
+    `crop_scale` sizes the face crop (see `crop_box_from_landmarks`); `speaker_embeddings` also stores
+    each clip's GE2E voice embedding, computed from its training part, as `speaker.npy`.
+    """
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise TalkingHeadError(f"{output_dir} already exists; pass overwrite=True (--overwrite) to replace it")
@@ -89,10 +98,11 @@ def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: fl
             names.add(name)
             clips.append(_prepare_clip(video, staging / "clips" / name, fps=fps, resolution=resolution,
                                        val_fraction=val_fraction, extractors=extractors, landmarker=landmarker,
-                                       crop_mode=crop_mode, progress=progress))
+                                       crop_mode=crop_mode, crop_scale=crop_scale,
+                                       with_speaker=speaker_embeddings, progress=progress))
         index = {
             "format": DATASET_FORMAT, "fps": fps, "resolution": resolution, "sample_rate": SAMPLE_RATE,
-            "landmark_backend": landmark_backend, "crop_mode": crop_mode,
+            "landmark_backend": landmark_backend, "crop_mode": crop_mode, "crop_scale": crop_scale,
             "features": {kind: {**e.to_config(), "dim": e.feature_dim} for kind, e in extractors.items()},
             "clips": clips,
         }

@@ -1,0 +1,96 @@
+"""The landmark pipeline on held-out footage: A2L's landmarks and L2V's frames against the real ones.
+
+For each clip (its validation part, or all of it for footage prepared with `--val-fraction 1`), the first
+frame is the portrait: its crop is the identity reference and its landmarks A2L's reference face. The
+real head motion moves the landmarks, and the real frames with the lower face blanked are the pose
+references, as when dubbing a video (the paper's test set-up). Figures:
+- A2L: landmark error (NME: mean point distance over the outer-eye-corner distance) of all points and of
+  the mouth, beside the error of a still face (the first frame's landmarks moved with the head), and the
+  correlation of the predicted mouth opening with the real one;
+- L2V from the real landmarks (its ceiling) and the whole pipeline from speech: PSNR and SSIM of the face
+  crop, and the mouth opening found by dlib in the generated frames against the real one;
+- speech sync: how the mouth opening follows the loudness of the speech, in the real and generated frames.
+"""
+
+import numpy as np
+import torch
+
+from ..faces.align import STABLE_POINTS, fit_similarity
+from ..faces.landmarks import get_landmarker, mouth_opening
+from ..faces.render import lower_face_mask
+from ..media.audio import SAMPLE_RATE
+from ..media.speaker import speaker_embedding
+from ..pipelines.landmark import masked_images
+from ..training.a2l_task import landmark_errors
+from ..training.dataset import TalkingHeadDataset
+from ..training.images import to_uint8
+from .holdout import MAX_LAG_FRAMES, mouth_openings
+from .metrics import best_lag, loudness_per_frame, pearson, psnr, ssim
+
+
+def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, batch_size) -> np.ndarray:
+    size = pipeline.image_size
+    outputs = []
+    for start in range(0, len(landmarks), batch_size):
+        batch = landmarks[start:start + batch_size]
+        keep = 1 - lower_face_mask(batch, size)[..., None]
+        pose = masked_images(real_uint8[start:start + batch_size], keep)
+        outputs.append(to_uint8(pipeline.denoise_frames(batch, pose, identity, noise, steps, sampler)))
+    return np.concatenate(outputs)
+
+
+def _image_figures(generated: np.ndarray, real: np.ndarray, real_opening: np.ndarray, loudness: np.ndarray,
+                   landmarker) -> dict:
+    as_float = lambda frames: torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    opening = mouth_openings(generated, landmarker)
+    found = ~np.isnan(opening)
+    filled = np.where(found, opening, np.nanmean(opening) if found.any() else 0.0)
+    lag, lag_correlation = best_lag(filled, real_opening, MAX_LAG_FRAMES)
+    speech_lag, speech_correlation = best_lag(filled, loudness, MAX_LAG_FRAMES)
+    return {"psnr": psnr(as_float(generated), as_float(real)), "ssim": ssim(as_float(generated), as_float(real)),
+            "face_found_fraction": float(found.mean()), "mouth_correlation": pearson(filled, real_opening),
+            "mouth_lag_frames": lag, "mouth_correlation_at_best_lag": lag_correlation,
+            "mouth_speech_correlation": speech_correlation, "mouth_speech_lag_frames": speech_lag}
+
+
+@torch.no_grad()
+def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 50,
+                               sampler: str = "ddim", seed: int = 0, batch_size: int = 16) -> dict:
+    """Measure A2L and L2V on every clip's held-out frames; returns per-clip and averaged figures."""
+    size = pipeline.image_size
+    feature_kind = pipeline.a2l.config.feature_kind
+    landmarker = get_landmarker("dlib")
+    noise = pipeline.initial_noise(seed)
+    stable = list(STABLE_POINTS)
+    per_clip = []
+    for clip in dataset.clips:
+        start, stop = clip.frame_range("val")
+        if stop - start < 2:
+            continue
+        real = to_uint8(dataset.clip_frames(clip, "val", size))
+        real_landmarks = (dataset.clip_array(clip, "landmarks", "val").numpy() + 0.5) * size / dataset.resolution - 0.5
+        audio = np.asarray(clip.array("audio"))[round(start / dataset.fps * SAMPLE_RATE):round(stop / dataset.fps * SAMPLE_RATE)]
+        features = dataset.clip_array(clip, f"features-{feature_kind}", "val")
+        speaker = torch.from_numpy(speaker_embedding(audio))
+        face = real_landmarks[0]
+        motion = np.stack([fit_similarity(face[stable], points[stable]) for points in real_landmarks])
+        predicted = pipeline.move_head(pipeline.audio_to_landmarks(features, speaker, face), motion)
+        still = pipeline.move_head(np.repeat(face[None], len(motion), axis=0), motion)
+        identity = masked_images(real[:1], None)
+        real_opening = mouth_opening(real_landmarks)
+        loudness = loudness_per_frame(audio, SAMPLE_RATE, dataset.fps, len(real))
+        figures = {"clip": clip.name, "frames": stop - start}
+        figures.update({f"a2l_{k}": v for k, v in landmark_errors(predicted, real_landmarks).items()})
+        figures.update({f"still_{k}": v for k, v in landmark_errors(still, real_landmarks).items()
+                        if k != "mouth_opening_correlation"})
+        real_speech_lag, real_speech_correlation = best_lag(real_opening, loudness, MAX_LAG_FRAMES)
+        figures.update({"real_mouth_speech_correlation": real_speech_correlation,
+                        "real_mouth_speech_lag_frames": real_speech_lag})
+        for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
+            generated = _frames(pipeline, landmarks, real, identity, noise, num_inference_steps, sampler, batch_size)
+            figures.update({f"{name}_{k}": v for k, v in
+                            _image_figures(generated, real, real_opening, loudness, landmarker).items()})
+        per_clip.append(figures)
+    numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
+    return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed, "image_size": size},
+            "mean": {k: float(np.mean([c[k] for c in per_clip])) for k in numeric}, "clips": per_clip}

@@ -1,0 +1,337 @@
+"""Landmark-guided talking heads: speech and one portrait to a video, after Liu et al.'s landmark-guided diffusion.
+
+A2L turns the speech (features and a voice embedding) and the portrait's landmarks into a landmark sequence;
+head motion comes from a reference video's landmarks or the head stays still. L2V, a latent diffusion
+model, then draws every frame's face crop from the rendered landmarks, a pose reference (the portrait's
+crop, moved with the head, with the lower face masked out), the identity reference (the portrait's crop)
+and the landmark coordinates (cross-attention). All frames start from one shared noise; each generated
+lower face is pasted back into the full portrait with a soft mask, so the video keeps the portrait's size,
+background and sharpness. Frames are made batch by batch and streamed to the file.
+"""
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, VQModel
+
+from ..errors import ModelError, TalkingHeadError
+from ..faces.align import (
+    STABLE_POINTS,
+    apply_affine,
+    box_to_affine,
+    compose_affine,
+    crop_box_from_landmarks,
+    fit_similarity,
+    from_unit_coordinates,
+    invert_affine,
+    to_unit_coordinates,
+)
+from ..faces.landmarks import get_landmarker
+from ..faces.portrait import PortraitFace, find_portrait_face
+from ..faces.render import lower_face_mask, render_landmarks
+from ..faces.tracking import track_landmarks
+from ..hub_models.a2l import AudioToLandmarks
+from ..hub_models.landmark_encoder import LandmarkEncoder
+from ..media.audio import SAMPLE_RATE, load_audio
+from ..media.features import AudioFeatureExtractor
+from ..media.speaker import speaker_embedding
+from ..media.video import VideoWriter
+from .base import TalkingHeadPipeline
+from .hub import (
+    MODEL_INDEX,
+    declared_components,
+    load_component,
+    resolve_pipeline_folder,
+)
+from .sampling import denoise, make_scheduler
+
+ProgressCallback = Callable[[int, int], None]
+# Softness of the pasted lower face's edge, as a fraction of the crop size.
+PASTE_FEATHER = 0.03
+
+
+def _autoencoder_class(folder: Path):
+    config = json.loads((folder / "vae" / "config.json").read_text()) if (folder / "vae" / "config.json").exists() else {}
+    return VQModel if config.get("_class_name") == "VQModel" else AutoencoderKL
+
+
+class LandmarkDiffusionPipeline(TalkingHeadPipeline):
+    """Speech plus one portrait to a talking-head video.
+
+    Components: `vae` (f=4 autoencoder, AutoencoderKL or VQModel), `unet` (UNet2DConditionModel over the
+    noisy latent and the three condition latents), `landmark_encoder` (coordinates to cross-attention
+    tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline).
+    `crop_scale` is the face crop size the models were trained on (see `crop_box_from_landmarks`).
+    """
+
+    _optional_components = ["a2l"]  # noqa: RUF012 (diffusers reads this class attribute)
+
+    def __init__(self, vae: AutoencoderKL | VQModel, unet: UNet2DConditionModel, landmark_encoder: LandmarkEncoder,
+                 scheduler: DDIMScheduler, a2l: AudioToLandmarks | None = None, crop_scale: float = 2.0):
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet, landmark_encoder=landmark_encoder, scheduler=scheduler, a2l=a2l)
+        self.register_to_config(crop_scale=crop_scale)
+        self._feature_extractor: AudioFeatureExtractor | None = None
+        self._check_components_fit()
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
+                        **download_kwargs) -> "LandmarkDiffusionPipeline":
+        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub)."""
+        folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        pipeline = cls(
+            vae=load_component(_autoencoder_class(folder), folder, "vae", torch_dtype=torch_dtype),
+            unet=load_component(UNet2DConditionModel, folder, "unet", torch_dtype=torch_dtype),
+            landmark_encoder=load_component(LandmarkEncoder, folder, "landmark_encoder", torch_dtype=torch_dtype),
+            scheduler=load_component(DDIMScheduler, folder, "scheduler"),
+            a2l=load_component(AudioToLandmarks, folder, "a2l", required="a2l" in declared_components(folder),
+                               torch_dtype=torch_dtype),
+            crop_scale=float(index.get("crop_scale", 2.0)),
+        )
+        pipeline.register_to_config(_name_or_path=str(name_or_path))
+        pipeline._read_training_record(folder)
+        return pipeline.eval_mode()
+
+    def _check_components_fit(self) -> None:
+        latent_channels = self.vae.config.latent_channels
+        if self.unet.config.in_channels != 4 * latent_channels or self.unet.config.out_channels != latent_channels:
+            raise ModelError(f"the UNet maps {self.unet.config.in_channels} to {self.unet.config.out_channels} "
+                             f"channels; with a {latent_channels}-channel autoencoder L2V needs {4 * latent_channels} "
+                             f"to {latent_channels}")
+        if self.unet.config.cross_attention_dim != self.landmark_encoder.config.output_dim:
+            raise ModelError(f"the landmark encoder gives {self.landmark_encoder.config.output_dim}-d tokens but the "
+                             f"UNet cross-attends to {self.unet.config.cross_attention_dim}-d ones")
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        """Side of the face crops the models work on, in pixels."""
+        return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def fps(self) -> float:
+        return self._require_a2l().config.fps
+
+    def _require_a2l(self) -> AudioToLandmarks:
+        if self.a2l is None:
+            raise ModelError("this pipeline holds only L2V; train its A2L with `talking-head train a2l`")
+        return self.a2l
+
+    # -- stage 1: the portrait ----------------------------------------------------------------------
+    def find_face(self, image, face: int | str = "largest") -> PortraitFace:
+        """The face to animate in a portrait (path, PIL image or uint8 array) and its crop at the model's size."""
+        return find_portrait_face(image, self.image_size, self.config.crop_scale, face=face)
+
+    # -- stage 2: speech to landmarks ---------------------------------------------------------------
+    @property
+    def feature_extractor(self) -> AudioFeatureExtractor:
+        """The audio front end A2L was trained on."""
+        if self._feature_extractor is None:
+            config = self._require_a2l().config
+            self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
+                                                            model_name=config.feature_model_name)
+        return self._feature_extractor
+
+    def encode_audio(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = SAMPLE_RATE):
+        """Speech features per video frame [T,F] and the voice embedding [256] of an audio file or waveform."""
+        waveform = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
+        features = self.feature_extractor(waveform, sample_rate)
+        return features, torch.from_numpy(speaker_embedding(waveform, sample_rate))
+
+    @torch.no_grad()
+    def audio_to_landmarks(self, features: torch.Tensor, speaker: torch.Tensor, face_landmarks) -> np.ndarray:
+        """Landmarks [T,68,2] in crop pixels, one per video frame, with the head still where `face_landmarks` [68,2] is."""
+        model = self._require_a2l()
+        size = self.image_size
+        face = torch.as_tensor(to_unit_coordinates(np.asarray(face_landmarks, np.float32), size))
+        device, dtype = model.device, model.dtype
+        displacements = model(features[None].to(device, dtype), speaker[None].to(device, dtype),
+                              face[None].to(device, dtype))["displacements"][0].float().cpu()
+        return from_unit_coordinates((face + displacements).numpy(), size)
+
+    # -- stage 3: head motion -----------------------------------------------------------------------
+    def head_motion_from_video(self, video: str | os.PathLike, num_frames: int, landmark_backend: str = "dlib") -> np.ndarray:
+        """Per-frame similarity transforms [T,2,3] (crop pixels) that move a face as the head moves in `video`.
+
+        The motion is relative to the video's first frame; a video shorter than `num_frames` plays forward
+        and backward again as often as needed.
+        """
+        video = Path(video)
+        if not video.is_file():
+            raise TalkingHeadError(f"pose video not found: {video}")
+        landmarks, _ = track_landmarks(video, self.fps, get_landmarker(landmark_backend))
+        size = self.image_size
+        box = np.median(crop_box_from_landmarks(landmarks, self.config.crop_scale), axis=0)
+        crop_landmarks = apply_affine(landmarks, box_to_affine(box, size))[:, list(STABLE_POINTS)]
+        cycle = np.concatenate([np.arange(len(landmarks)), np.arange(len(landmarks) - 2, 0, -1)]) if len(landmarks) > 2 \
+            else np.arange(len(landmarks))
+        order = cycle[np.arange(num_frames) % len(cycle)]
+        return np.stack([fit_similarity(crop_landmarks[0], crop_landmarks[index]) for index in order])
+
+    @staticmethod
+    def still_head(num_frames: int) -> np.ndarray:
+        """Identity transforms [T,2,3]: the head stays where it is in the portrait."""
+        return np.repeat(np.eye(2, 3)[None], num_frames, axis=0)
+
+    @staticmethod
+    def move_head(landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+        """Apply per-frame transforms [T,2,3] to landmarks [T,68,2]."""
+        if len(landmarks) != len(transforms):
+            raise TalkingHeadError(f"{len(transforms)} head transforms for {len(landmarks)} frames of landmarks")
+        return np.einsum("tij,tpj->tpi", transforms[:, :, :2], landmarks) + transforms[:, None, :, 2]
+
+    # -- stage 4: L2V ---------------------------------------------------------------------------------
+    def render(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
+        """The landmarks [T,68,2] (crop pixels) drawn as uint8 images [T,S,S,3], L2V's visual condition."""
+        scale = (size or self.image_size) / self.image_size
+        return render_landmarks((np.asarray(landmarks) + 0.5) * scale - 0.5, size or self.image_size)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [N,3,S,S] in [-1,1] to scaled latents."""
+        images = images.to(self.vae.device, self.vae.dtype)
+        encoded = self.vae.encode(images)
+        latents = encoded.latents if isinstance(self.vae, VQModel) else encoded.latent_dist.mode()
+        return latents * self.vae.config.scaling_factor
+
+    def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents to images [N,3,S,S] in [-1,1]."""
+        return self.vae.decode(latents / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+    def pose_references(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray) -> torch.Tensor:
+        """The portrait's crop moved by each transform, with the lower face (around `landmarks` [N,68,2]) blanked: [N,3,S,S]."""
+        size = self.image_size
+        crops = np.stack([cv2.warpAffine(face.crop, transform, (size, size), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE) for transform in transforms])
+        keep = 1 - lower_face_mask(landmarks, size)[..., None]
+        return masked_images(crops, keep)
+
+    def initial_noise(self, seed: int = 0) -> torch.Tensor:
+        """The noise [1,C,h,w] every frame of a video starts from."""
+        size, channels = self.unet.config.sample_size, self.unet.config.out_channels
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn((1, channels, size, size), generator=generator).to(self.unet.device, self.unet.dtype)
+
+    @torch.no_grad()
+    def denoise_frames(self, landmarks: np.ndarray, pose_references: torch.Tensor, identity: torch.Tensor,
+                       initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim") -> torch.Tensor:
+        """Face crops [N,3,S,S] in [-1,1] for landmarks [N,68,2] (crop pixels), pose references [N,3,S,S]
+        and one identity reference [1,3,S,S]."""
+        size = self.image_size
+        count = len(landmarks)
+        renders = torch.from_numpy(self.render(landmarks)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        conditions = torch.cat([self.encode_images(renders), self.encode_images(pose_references),
+                                self.encode_images(identity).expand(count, -1, -1, -1)], dim=1)
+        unit = torch.from_numpy(to_unit_coordinates(np.asarray(landmarks, np.float32), size))
+        tokens = self.landmark_encoder(unit.to(self.unet.device, self.unet.dtype))
+        scheduler = make_scheduler(sampler, self.scheduler)
+
+        def predict(sample, timestep):
+            return self.unet(torch.cat([sample, conditions], dim=1), timestep, encoder_hidden_states=tokens).sample
+
+        latents = denoise(predict, scheduler, initial_noise.expand(count, -1, -1, -1), num_inference_steps)
+        return self.decode_images(latents).float()
+
+    # -- stage 5: paste back ----------------------------------------------------------------------------
+    def paste_back(self, face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+        """Full frames [N,H,W,3]: the portrait with its head moved by `transforms` and each generated lower face blended in.
+
+        Only the region under the face's crop box changes: the head moves inside a soft ellipse there, so
+        the background and the body stay still.
+        """
+        size = self.image_size
+        image_to_crop = box_to_affine(face.box, size)
+        height, width = face.image.shape[:2]
+        cx, cy, side = face.box
+        x0, y0 = max(0, int(np.floor(cx - side / 2))), max(0, int(np.floor(cy - side / 2)))
+        x1, y1 = min(width, int(np.ceil(cx + side / 2)) + 1), min(height, int(np.ceil(cy + side / 2)) + 1)
+        region_size = (x1 - x0, y1 - y0)
+        image_to_region = np.array([[1.0, 0, -x0], [0, 1.0, -y0]])
+        crop_to_region = compose_affine(image_to_region, invert_affine(image_to_crop))
+        still_region = face.image[y0:y1, x0:x1].astype(np.float32)
+        head = cv2.warpAffine(_head_ellipse(size), crop_to_region, region_size, flags=cv2.INTER_LINEAR)[..., None]
+        masks = lower_face_mask(landmarks, size, feather=PASTE_FEATHER)
+        frames = np.repeat(face.image[None], len(crops), axis=0)
+        for frame, crop, mask, transform in zip(frames, crops, masks, transforms):
+            region = still_region
+            if not np.allclose(transform, np.eye(2, 3)):
+                motion = compose_affine(crop_to_region, compose_affine(transform, image_to_crop))
+                moved = cv2.warpAffine(face.image, motion, region_size, flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+                region = still_region + head * (moved - still_region)
+            pasted = cv2.warpAffine(crop, crop_to_region, region_size, flags=cv2.INTER_CUBIC,
+                                    borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            alpha = cv2.warpAffine(mask, crop_to_region, region_size, flags=cv2.INTER_LINEAR)[..., None]
+            frame[y0:y1, x0:x1] = np.clip(region + alpha * (pasted - region), 0, 255).round()
+        return frames
+
+    # -- everything ---------------------------------------------------------------------------------------
+    def generate_frames(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
+                        initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim",
+                        batch_size: int = 16, callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+        """Full-size uint8 frames [B,H,W,3], batch by batch, for landmarks [T,68,2] with the head moved by `transforms`."""
+        identity = masked_images(face.crop[None], None)
+        num_frames = len(landmarks)
+        for start in range(0, num_frames, batch_size):
+            batch_landmarks = landmarks[start:start + batch_size]
+            batch_transforms = transforms[start:start + batch_size]
+            pose = self.pose_references(face, batch_landmarks, batch_transforms)
+            crops = self.denoise_frames(batch_landmarks, pose, identity, initial_noise, num_inference_steps, sampler)
+            crops = ((crops + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            yield self.paste_back(face, crops, batch_landmarks, batch_transforms)
+            if callback is not None:
+                callback(min(start + batch_size, num_frames), num_frames)
+
+    def __call__(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
+                 pose_from: str | os.PathLike | None = None, num_inference_steps: int = 200, sampler: str = "ddim",
+                 seed: int = 0, face: int | str = "largest", batch_size: int = 16,
+                 landmark_preview_path: str | os.PathLike | None = None,
+                 callback: ProgressCallback | None = None) -> Path:
+        """Speech file plus portrait to an mp4 (h264 + aac) at `output_path`, at the portrait's size; returns the path.
+
+        `pose_from` is a video whose head motion the portrait follows (still otherwise); `face` picks a face
+        when the portrait shows several (largest first); `landmark_preview_path` also writes the landmark
+        drawings as a video.
+        """
+        self.warn_if_untrained()
+        face_found = self.find_face(image, face)
+        waveform = load_audio(audio)
+        features, speaker = self.encode_audio(waveform)
+        landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks)
+        if pose_from is not None:
+            transforms = self.head_motion_from_video(pose_from, len(landmarks))
+        else:
+            transforms = self.still_head(len(landmarks))
+        landmarks = self.move_head(landmarks, transforms)
+        metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
+        if landmark_preview_path is not None:
+            with VideoWriter(landmark_preview_path, fps=self.fps, waveform=waveform, metadata=metadata) as writer:
+                for start in range(0, len(landmarks), 256):
+                    writer.write(self.render(landmarks[start:start + 256], size=256))
+        noise = self.initial_noise(seed)
+        with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
+            for frames in self.generate_frames(face_found, landmarks, transforms, noise, num_inference_steps, sampler,
+                                               batch_size, callback):
+                writer.write(frames)
+        return Path(output_path)
+
+
+def _head_ellipse(size: int) -> np.ndarray:
+    """A soft ellipse [S,S] over the head in a face crop: the part of the portrait that moves with the head."""
+    mask = cv2.ellipse(np.zeros((size, size), np.float32), (size // 2, round(size * 0.45)),
+                       (round(size * 0.36), round(size * 0.46)), 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (0, 0), size * 0.05)
+
+
+def masked_images(images: np.ndarray, keep: np.ndarray | None) -> torch.Tensor:
+    """uint8 images [N,S,S,3] to floats [N,3,S,S] in [-1,1], with pixels where `keep` [N,S,S,1] is 0 set to 0 (grey)."""
+    floats = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if keep is not None:
+        floats = floats * torch.from_numpy(np.ascontiguousarray(keep)).permute(0, 3, 1, 2).float()
+    return floats

@@ -1,0 +1,276 @@
+"""The landmark-guided pipeline with tiny untrained models: portraits, landmarks, rendering, A2L, L2V, paste-back,
+the video it writes, saving and loading, and its errors."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from audio_files import write_wav
+from talking_head.errors import AudioError, FaceError, ModelError
+from talking_head.faces.align import (compose_affine, fit_similarity, from_unit_coordinates, invert_affine,
+                                      apply_affine, to_unit_coordinates)
+from talking_head.faces.landmarks import FACE_PARTS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE
+from talking_head.faces.render import _PART_STYLE, lower_face_mask, render_landmarks
+from talking_head.media.audio import load_audio
+from talking_head.media.video import probe_video, read_metadata, read_video_frames
+from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
+from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PORTRAIT = EXAMPLES / "astronaut.jpg"  # NASA portrait of Eileen Collins, public domain
+SPEECH = EXAMPLES / "jfk.flac"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install 'talking-head-diffusion[face]')")
+    return tiny_landmark_pipeline()
+
+
+@pytest.fixture(scope="module")
+def face(tiny):
+    return tiny.find_face(PORTRAIT)
+
+
+@pytest.fixture(scope="module")
+def two_seconds_of_speech(tmp_path_factory) -> Path:
+    return write_wav(tmp_path_factory.mktemp("speech") / "speech.wav", load_audio(SPEECH)[:32000])
+
+
+def _changed(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())
+
+
+def test_the_portrait_face_is_cropped_at_the_model_size_with_its_landmarks_inside(tiny, face):
+    assert face.crop.shape == (32, 32, 3) and face.face_count == 1
+    points = face.crop_landmarks
+    assert ((points > 0) & (points < 32)).all()
+    eyes_y = points[list(RIGHT_EYE) + list(LEFT_EYE), 1].mean()
+    assert eyes_y < points[list(OUTER_LIPS), 1].mean() < points[8, 1]  # eyes above the mouth above the chin
+    assert points[list(RIGHT_EYE), 0].mean() < points[list(LEFT_EYE), 0].mean()  # unmirrored photo
+    np.testing.assert_allclose(apply_affine(points, face.crop_to_image), face.landmarks, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [64, 512])
+def test_the_render_draws_every_part_in_its_own_colour_at_any_size(face, size):
+    landmarks = (face.crop_landmarks + 0.5) * size / 32 - 0.5
+    image = render_landmarks(landmarks, size)
+    assert image.shape == (size, size, 3) and image.dtype == np.uint8
+    reach = max(2, size // 48)
+    for part, _, colour in _PART_STYLE:
+        in_colour = []
+        for x, y in np.round(landmarks[list(FACE_PARTS[part])]).astype(int):
+            patch = image[max(0, y - reach):y + reach + 1, max(0, x - reach):x + reach + 1].reshape(-1, 3).astype(int)
+            assert patch.any(), f"nothing is drawn at point ({x}, {y}) of the {part}"
+            in_colour.append((np.abs(patch - colour).max(axis=1) < 60).any())
+        # where parts cross (the lips' corners at small sizes) the part drawn last shows
+        assert np.mean(in_colour) >= 0.75, f"the {part} is not drawn in its colour"
+    assert not image[: size // 10, : size // 10].any()  # nothing is drawn away from the face
+
+
+def test_the_lower_face_mask_covers_the_mouth_and_chin_but_not_the_eyes(face):
+    mask = lower_face_mask(face.crop_landmarks, 32)
+    at = lambda index: mask[tuple(np.round(face.crop_landmarks[index, ::-1]).astype(int))]  # noqa: E731
+    assert all(at(i) == 1 for i in (8, 48, 54, 57, 62, 66))
+    assert all(at(i) == 0 for i in (36, 39, 42, 45))
+    soft = lower_face_mask(face.crop_landmarks, 32, feather=0.05)
+    assert 0 < soft.min() + 1e-6 and ((soft > 0.01) & (soft < 0.99)).any()
+
+
+def test_transforms_round_trip():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 100, (68, 2))
+    angle = 0.3
+    known = np.array([[1.2 * np.cos(angle), -1.2 * np.sin(angle), 7.0], [1.2 * np.sin(angle), 1.2 * np.cos(angle), -4.0]])
+    np.testing.assert_allclose(fit_similarity(points, apply_affine(points, known)), known, atol=1e-9)
+    np.testing.assert_allclose(compose_affine(invert_affine(known), known), np.eye(2, 3), atol=1e-12)
+    np.testing.assert_allclose(from_unit_coordinates(to_unit_coordinates(points, 96), 96), points, atol=1e-12)
+    assert to_unit_coordinates(np.array([-0.5, 95.5]), 96).tolist() == [-1.0, 1.0]  # the image's edges
+    transforms = np.stack([np.eye(2, 3), known])
+    moved = LandmarkDiffusionPipeline.move_head(np.stack([points, points]), transforms)
+    np.testing.assert_allclose(moved[0], points)
+    np.testing.assert_allclose(moved[1], apply_affine(points, known), atol=1e-9)
+
+
+def test_a2l_gives_one_landmark_frame_per_video_frame_near_the_portrait_face(tiny, face, two_seconds_of_speech):
+    features, speaker = tiny.encode_audio(two_seconds_of_speech)
+    assert speaker.shape == (256,) and abs(float(speaker.norm()) - 1) < 1e-4
+    landmarks = tiny.audio_to_landmarks(features, speaker, face.crop_landmarks)
+    assert landmarks.shape == (50, 68, 2)  # 2 s at 25 fps
+    assert np.abs(landmarks - face.crop_landmarks).max() < 2  # a ~1% motion of an untrained model
+
+
+def test_l2v_conditioning_reaches_the_unet(tiny, face):
+    still = tiny.still_head(1)
+    landmarks = face.crop_landmarks[None].copy()
+    open_mouth = landmarks.copy()
+    open_mouth[0, 56:59, 1] += 3  # the lower lip drops
+    open_mouth[0, 65:68, 1] += 3
+    identity = torch.from_numpy(face.crop[None]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    noise = tiny.initial_noise(0)
+
+    def frames(points, pose=None, identity_image=identity):
+        pose = tiny.pose_references(face, points, still) if pose is None else pose
+        return tiny.denoise_frames(points, pose, identity_image, noise, num_inference_steps=2)
+
+    reference = frames(landmarks)
+    assert reference.shape == (1, 3, 32, 32)
+    torch.testing.assert_close(frames(landmarks), reference)  # deterministic
+    assert _changed(frames(open_mouth, pose=tiny.pose_references(face, landmarks, still)), reference) > 1e-3
+    assert _changed(frames(landmarks, identity_image=-identity), reference) > 1e-3
+    assert _changed(frames(landmarks, pose=torch.zeros(1, 3, 32, 32)), reference) > 1e-3
+    # the coordinates alone, through cross-attention: the same drawing with other tokens
+    conditions = torch.randn(1, 9, 8, 8)
+    tokens = tiny.landmark_encoder(torch.from_numpy(to_unit_coordinates(landmarks, 32)).float())
+    other_tokens = tiny.landmark_encoder(torch.from_numpy(to_unit_coordinates(open_mouth, 32)).float())
+    with torch.no_grad():
+        first = tiny.unet(torch.cat([noise, conditions], 1), 500, encoder_hidden_states=tokens).sample
+        second = tiny.unet(torch.cat([noise, conditions], 1), 500, encoder_hidden_states=other_tokens).sample
+    assert _changed(first, second) > 1e-4
+
+
+def test_the_video_keeps_the_portrait_size_background_and_the_speech(tiny, two_seconds_of_speech, tmp_path):
+    output = tiny(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=2,
+                  landmark_preview_path=tmp_path / "landmarks.mp4")
+    info = probe_video(output)
+    assert (info["width"], info["height"], info["fps"], info["num_frames"]) == (512, 512, 25.0, 50)
+    assert info["has_audio"] and abs(info["duration"] - 2.0) < 0.1
+    tags = read_metadata(output)
+    assert "synthetic=true" in tags["comment"] and "trained=false" in tags["comment"]
+    frame = next(read_video_frames(output))[0].astype(int)
+    portrait = np.asarray(Image.open(PORTRAIT).convert("RGB")).astype(int)
+    face = tiny.find_face(PORTRAIT)
+    cx, cy, side = face.box
+    outside = np.ones((512, 512), bool)
+    outside[int(cy - side / 2):int(cy + side / 2), int(cx - side / 2):int(cx + side / 2)] = False
+    assert np.abs(frame - portrait)[outside].mean() < 3  # only the face region is redrawn (codec noise aside)
+    preview = probe_video(tmp_path / "landmarks.mp4")
+    assert preview["num_frames"] == 50 and preview["width"] == 256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["landmarks.mp4", "talk.mp4"]
+
+
+def test_head_motion_from_a_reference_video_moves_the_face(tiny, shared_media):
+    video = shared_media("video/styletalk_Obama_clip1_av.mp4")
+    transforms = tiny.head_motion_from_video(video, 30)
+    assert transforms.shape == (30, 2, 3)
+    np.testing.assert_allclose(transforms[0], np.eye(2, 3), atol=1e-9)
+    assert np.abs(transforms - np.eye(2, 3)).max() > 1e-3
+
+
+def _grey(path):
+    Image.new("RGB", (400, 400), (128, 128, 128)).save(path)
+
+
+def _tiny_portrait(path):
+    Image.open(PORTRAIT).resize((12, 12)).save(path)
+
+
+def _corrupt(path):
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (_grey, "grey.png", "no face found"),
+    (_tiny_portrait, "tiny.png", "needs at least"),
+    (_corrupt, "broken.jpg", "could not be read as an image"),
+    (None, "missing.jpg", "portrait not found"),
+])
+def test_a_portrait_problem_gets_one_clear_error_and_leaves_no_output(tiny, two_seconds_of_speech, tmp_path, make,
+                                                                       name, message):
+    portrait = tmp_path / name
+    if make is not None:
+        make(portrait)
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    with pytest.raises(FaceError, match=message):
+        tiny(two_seconds_of_speech, portrait, output_dir / "talk.mp4", num_inference_steps=1)
+    assert list(output_dir.iterdir()) == []
+
+
+def test_silent_audio_gets_an_audio_error_and_leaves_no_output(tiny, tmp_path):
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(32000))
+    with pytest.raises(AudioError, match="silent"):
+        tiny(silence, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
+    assert not (tmp_path / "talk.mp4").exists()
+
+
+def test_greyscale_and_transparent_portraits_are_used_as_rgb(tiny, face):
+    portrait = Image.open(PORTRAIT)
+    grey = tiny.find_face(portrait.convert("L"))
+    assert grey.crop.shape == (32, 32, 3) and (grey.crop[..., 0] == grey.crop[..., 2]).all()
+    rgba = portrait.convert("RGBA")
+    rgba.putalpha(200)
+    assert tiny.find_face(rgba).crop.shape == (32, 32, 3)
+    np.testing.assert_allclose(grey.landmarks, face.landmarks, atol=4)
+
+
+def test_with_two_faces_the_largest_is_used_and_face_chooses_another(tiny, tmp_path, caplog):
+    portrait = Image.open(PORTRAIT).convert("RGB")
+    group = Image.new("RGB", (1160, 640), (200, 200, 200))
+    group.paste(portrait.resize((640, 640)), (0, 0))
+    group.paste(portrait, (648, 64))
+    with caplog.at_level(logging.WARNING):
+        largest = tiny.find_face(group)
+    assert largest.face_count == 2 and largest.face_index == 0 and largest.box[0] < 640
+    assert "2 faces found" in caplog.text
+    other = tiny.find_face(group, face=1)
+    assert other.box[0] > 640 and other.box[2] < largest.box[2]
+    with pytest.raises(FaceError, match="2 face"):
+        tiny.find_face(group, face=2)
+
+
+def test_the_pipeline_round_trips_through_save_pretrained(tiny, face, tmp_path):
+    tiny.save_pretrained(tmp_path)
+    assert (tmp_path / "README.md").exists()
+    loaded = LandmarkDiffusionPipeline.from_pretrained(tmp_path)
+    assert loaded.config.crop_scale == tiny.config.crop_scale and loaded.image_size == 32
+    for name in ("vae", "unet", "landmark_encoder", "a2l"):
+        original, reloaded = getattr(tiny, name).state_dict(), getattr(loaded, name).state_dict()
+        assert original.keys() == reloaded.keys()
+        assert all(torch.equal(original[key], reloaded[key]) for key in original), name
+    assert not loaded.is_trained
+
+
+def test_a_folder_of_another_pipeline_is_refused_by_name(tmp_path):
+    tiny_dae_pipeline().save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="DAETalkerPipeline"):
+        LandmarkDiffusionPipeline.from_pretrained(tmp_path)
+
+
+def test_an_l2v_only_pipeline_says_a2l_is_missing(tiny, tmp_path, two_seconds_of_speech):
+    l2v_only = LandmarkDiffusionPipeline(vae=tiny.vae, unet=tiny.unet, landmark_encoder=tiny.landmark_encoder,
+                                         scheduler=tiny.scheduler)
+    with pytest.raises(ModelError, match="train a2l"):
+        l2v_only(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4")
+    assert not (tmp_path / "talk.mp4").exists()
+
+
+def test_mismatched_components_are_refused(tiny):
+    from talking_head.hub_models.landmark_encoder import LandmarkEncoder
+
+    with pytest.raises(ModelError, match="cross-attends"):
+        LandmarkDiffusionPipeline(vae=tiny.vae, unet=tiny.unet, scheduler=tiny.scheduler,
+                                  landmark_encoder=LandmarkEncoder(hidden_dim=8, output_dim=24, num_layers=1, num_heads=2))
+
+
+def test_an_f4_vq_autoencoder_can_stand_in_for_the_kl_one(tiny, face, tmp_path):
+    """Like the VQ model of CompVis/ldm-celebahq-256: three latent channels, downsampling by four."""
+    from diffusers import VQModel
+
+    vq = VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                 up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 16, 16), layers_per_block=1,
+                 latent_channels=3, num_vq_embeddings=64, norm_num_groups=4, sample_size=32)
+    pipeline = LandmarkDiffusionPipeline(vae=vq, unet=tiny.unet, landmark_encoder=tiny.landmark_encoder,
+                                         scheduler=tiny.scheduler, a2l=tiny.a2l).eval_mode()
+    pipeline.save_pretrained(tmp_path)
+    loaded = LandmarkDiffusionPipeline.from_pretrained(tmp_path)
+    assert isinstance(loaded.vae, VQModel)
+    landmarks = face.crop_landmarks[None]
+    identity = torch.from_numpy(face.crop[None]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    frames = loaded.denoise_frames(landmarks, loaded.pose_references(face, landmarks, loaded.still_head(1)), identity,
+                                   loaded.initial_noise(0), num_inference_steps=2)
+    assert frames.shape == (1, 3, 32, 32) and torch.isfinite(frames).all()

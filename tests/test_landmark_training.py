@@ -1,0 +1,108 @@
+"""`prepare --speaker-embeddings` on two speakers' real footage, then `train l2v` and `train a2l` with tiny models,
+joined into a landmark pipeline that generates."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talking_head.cli import main
+from talking_head.errors import TalkingHeadError
+from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
+from talking_head.training.a2l_task import A2LTask
+from talking_head.training.autoencoder_task import AutoencoderTask
+from talking_head.training.dataset import TalkingHeadDataset
+from talking_head.training.l2v_task import L2VTask
+from talking_head.training.loop import LOG_FILE, TrainConfig, Trainer
+from talking_head.training.prepare import prepare_dataset
+from test_training import ffmpeg
+
+SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+SPEAKERS = {"obama": "video/edtalk_uncrop_Obama.mp4", "aoc": "video/sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"}
+PORTRAIT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory) -> list[Path]:
+    """3 s of each of two speakers."""
+    folder = tmp_path_factory.mktemp("footage")
+    clips = []
+    for name, relative in SPEAKERS.items():
+        source = SHARED_MEDIA / relative
+        if not source.exists():
+            pytest.skip(f"real footage {source} is absent (the ../shared/media folder is not checked out here)")
+        clips.append(folder / f"{name}.mp4")
+        ffmpeg("-i", source, "-t", 3, "-c:v", "libx264", "-c:a", "aac", clips[-1])
+    return clips
+
+
+@pytest.fixture(scope="module")
+def dataset(footage) -> TalkingHeadDataset:
+    folder = footage[0].parent / "dataset"
+    return TalkingHeadDataset(prepare_dataset(footage, folder, resolution=32, crop_mode="smooth", crop_scale=2.0,
+                                              speaker_embeddings=True, progress=False))
+
+
+def train(task, output_dir: Path, max_steps: int) -> dict:
+    config = TrainConfig(output_dir=str(output_dir), batch_size=4, learning_rate=1e-3, log_every=10,
+                         validate_every=10, sample_every=max_steps, max_steps=max_steps)
+    return Trainer(task, config).train()
+
+
+def logged(output_dir: Path, key: str) -> list[float]:
+    records = [json.loads(line) for line in (output_dir / LOG_FILE).read_text().splitlines()]
+    return [record[key] for record in records if key in record]
+
+
+def test_prepare_stores_each_speakers_voice_and_the_crop_scale(dataset):
+    assert dataset.index["crop_scale"] == 2.0
+    voices = [np.load(clip.folder / "speaker.npy") for clip in dataset.clips]
+    assert all(voice.shape == (256,) and abs(np.linalg.norm(voice) - 1) < 1e-4 for voice in voices)
+    assert float(voices[0] @ voices[1]) < 0.9  # two different people
+
+
+@pytest.fixture(scope="module")
+def l2v_run(dataset, tmp_path_factory) -> Path:
+    autoencoder_run, l2v_run = tmp_path_factory.mktemp("ae"), tmp_path_factory.mktemp("l2v")
+    train(AutoencoderTask(dataset, image_size=32, preset="tiny"), autoencoder_run, max_steps=5)
+    train(L2VTask(dataset, autoencoder_run / "model", image_size=32, preset="tiny"), l2v_run, max_steps=30)
+    return l2v_run
+
+
+def test_l2v_training_validates_samples_and_exports_an_l2v_pipeline(l2v_run):
+    assert logged(l2v_run, "val_loss") and logged(l2v_run, "sample_psnr")
+    assert list((l2v_run / "samples").glob("step-*.png"))
+    losses = logged(l2v_run, "train_loss")
+    assert losses[-1] < losses[0]
+    pipeline = LandmarkDiffusionPipeline.from_pretrained(l2v_run / "model")
+    assert pipeline.a2l is None and pipeline.image_size == 32 and pipeline.config.crop_scale == 2.0
+    assert {"l2v", "autoencoder"} <= set(pipeline.training_record)
+
+
+def test_a2l_training_lowers_the_loss_and_completes_a_pipeline_that_generates(dataset, l2v_run, tmp_path):
+    task = A2LTask(dataset, preset="tiny", window_frames=30, l2v=l2v_run / "model")
+    train(task, tmp_path, max_steps=60)
+    losses = logged(tmp_path, "train_loss")
+    assert losses[-1] < losses[0]
+    assert logged(tmp_path, "val_mouth_nme") and logged(tmp_path, "val_still_mouth_nme")
+    pipeline = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "model")
+    assert set(pipeline.training_record) == {"autoencoder", "l2v", "a2l"}
+    output = pipeline(dataset.root.parent / "obama.mp4", PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
+    assert output.exists()
+
+
+def test_a2l_without_l2v_exports_the_a2l_model_alone(dataset, tmp_path):
+    train(A2LTask(dataset, preset="tiny", window_frames=30), tmp_path, max_steps=2)
+    assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "model" / "training.json").exists()
+
+
+def test_a2l_needs_the_voice_embeddings(footage, tmp_path):
+    dataset = TalkingHeadDataset(prepare_dataset(footage[:1], tmp_path / "dataset", resolution=32, progress=False))
+    with pytest.raises(TalkingHeadError, match="--speaker-embeddings"):
+        A2LTask(dataset, preset="tiny")
+
+
+def test_the_cli_trains_l2v_only_with_an_autoencoder(dataset, tmp_path, capsys):
+    assert main(["train", "l2v", "--data", str(dataset.root), "--out", str(tmp_path)]) == 2
+    assert "--autoencoder" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""Training A2L on prepared multi-speaker footage (`talking-head train a2l`).
+
+Targets: each frame's landmarks with the head motion taken out (a similarity fit of the nose and eye corners
+onto the clip's first training frame's), as displacements from a reference frame of the same clip drawn at
+random (at inference, the portrait). Inputs: speech features, the clip's voice embedding and the
+reference landmarks. Loss: the paper's mean squared landmark error.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import TalkingHeadError
+from ..faces.align import (
+    STABLE_POINTS,
+    apply_affine,
+    fit_similarity,
+    from_unit_coordinates,
+    to_unit_coordinates,
+)
+from ..faces.landmarks import mouth_opening
+from ..faces.render import render_landmarks
+from ..hub_models.a2l import AudioToLandmarks
+from ..hub_models.presets import A2L_PRESETS
+from .dataset import TalkingHeadDataset
+from .images import save_image_grid
+from .loop import module_device
+
+MOUTH = slice(48, 68)
+NUM_SAMPLE_FRAMES = 8
+SAMPLE_SIZE = 96
+
+
+def remove_head_motion(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Landmarks [T,68,2] each moved by the similarity that best puts its stable points onto `reference`'s."""
+    stable = list(STABLE_POINTS)
+    return np.stack([apply_affine(points, fit_similarity(points[stable], reference[stable])) for points in landmarks])
+
+
+def landmark_errors(predicted: np.ndarray, real: np.ndarray) -> dict:
+    """Mean point distance over all 68 points and over the mouth, as a fraction of the outer-eye-corner distance."""
+    scale = np.linalg.norm(real[:, 36] - real[:, 45], axis=-1)[:, None]
+    distance = np.linalg.norm(predicted - real, axis=-1) / scale
+    opening_real, opening_predicted = mouth_opening(real), mouth_opening(predicted)
+    correlation = float(np.corrcoef(opening_real, opening_predicted)[0, 1]) if opening_predicted.std() > 0 else 0.0
+    return {"nme": float(distance.mean()), "mouth_nme": float(distance[:, MOUTH].mean()),
+            "mouth_opening_correlation": correlation}
+
+
+class A2LTask:
+    """MSE between predicted and real landmark displacements on windows of frames."""
+
+    def __init__(self, dataset: TalkingHeadDataset, *, feature_kind: str = "logmel", preset: str = "small",
+                 window_frames: int = 100, l2v: str | Path | None = None):
+        if feature_kind not in dataset.feature_kinds:
+            raise TalkingHeadError(f"the dataset has no {feature_kind} features; it holds {', '.join(dataset.feature_kinds)}")
+        self.dataset = dataset
+        self.window_frames = window_frames
+        self.l2v = l2v
+        self.sequences = {"train": [], "val": []}
+        for clip in dataset.clips:
+            if not (clip.folder / "speaker.npy").exists():
+                raise TalkingHeadError(f"clip '{clip.name}' has no voice embedding; prepare the footage with "
+                                       "`talking-head prepare --speaker-embeddings`")
+            speaker = torch.from_numpy(np.load(clip.folder / "speaker.npy")).float()
+            landmarks = np.asarray(clip.array("landmarks"), np.float64)
+            canonical = landmarks[clip.train_range[0]] if clip.train_range[1] > clip.train_range[0] else landmarks[0]
+            still = to_unit_coordinates(remove_head_motion(landmarks, canonical), dataset.resolution)
+            for split in self.sequences:
+                start, stop = clip.frame_range(split)
+                if stop - start < 2:
+                    continue
+                self.sequences[split].append({
+                    "features": dataset.clip_array(clip, f"features-{feature_kind}", split),
+                    "landmarks": torch.from_numpy(still[start:stop]).float(), "speaker": speaker})
+        if not self.sequences["train"]:
+            raise TalkingHeadError(f"{dataset.root} has no training clips of at least 2 frames")
+        features_config = dataset.feature_kinds[feature_kind]
+        self.model = AudioToLandmarks(**{**A2L_PRESETS[preset], "feature_dim": features_config["dim"],
+                                         "feature_kind": feature_kind,
+                                         "feature_model_name": features_config.get("model_name"), "fps": dataset.fps})
+        motion = torch.cat([s["landmarks"] - s["landmarks"].mean(0) for s in self.sequences["train"]]).reshape(-1, 136)
+        self.model.displacement_std.copy_(motion.std(0).clamp_min(1e-4))
+        self.loss_scale = float(motion.pow(2).mean())
+
+    def modules(self):
+        return {"a2l": self.model}
+
+    def batches(self, batch_size, generator):
+        train = self.sequences["train"]
+        lengths = torch.tensor([len(s["features"]) for s in train], dtype=torch.float)
+        while True:
+            windows = {"features": [], "speaker": [], "reference": [], "landmarks": []}
+            for clip_index in torch.multinomial(lengths, batch_size, replacement=True, generator=generator).tolist():
+                sequence = train[clip_index]
+                length = len(sequence["features"])
+                window = min(self.window_frames, length)
+                start = int(torch.randint(length - window + 1, (1,), generator=generator))
+                reference = int(torch.randint(length, (1,), generator=generator))
+                windows["features"].append(sequence["features"][start:start + window])
+                windows["landmarks"].append(sequence["landmarks"][start:start + window])
+                windows["reference"].append(sequence["landmarks"][reference])
+                windows["speaker"].append(sequence["speaker"])
+            shortest = min(len(w) for w in windows["features"])
+            for name in ("features", "landmarks"):
+                windows[name] = [w[:shortest] for w in windows[name]]
+            yield {name: torch.stack(values) for name, values in windows.items()}
+
+    def _predict(self, model, features, speaker, reference):
+        device = module_device(model)
+        output = model(features.to(device), speaker.to(device), reference.to(device))
+        return reference.to(device)[:, None] + output["displacements"]
+
+    def loss(self, modules, batch):
+        predicted = self._predict(modules["a2l"], batch["features"], batch["speaker"], batch["reference"])
+        return (predicted - batch["landmarks"].to(predicted.device)).pow(2).mean() / self.loss_scale
+
+    def _validation_pairs(self, model):
+        """(predicted, real) landmark sequences [T,68,2] in unit coordinates, each clip's first frame the reference."""
+        for sequence in self.sequences["val"]:
+            reference = sequence["landmarks"][:1]
+            predicted = self._predict(model, sequence["features"][None], sequence["speaker"][None], reference)[0]
+            yield predicted.cpu().numpy(), sequence["landmarks"].numpy()
+
+    def validate(self, modules):
+        if not self.sequences["val"]:
+            return {}
+        pairs = list(self._validation_pairs(modules["a2l"]))
+        predicted, real = np.concatenate([p for p, _ in pairs]), np.concatenate([r for _, r in pairs])
+        still = np.concatenate([np.repeat(r[:1], len(r), axis=0) for _, r in pairs])
+        figures = {"val_loss": float(((predicted - real) ** 2).mean() / self.loss_scale)}
+        figures.update({f"val_{name}": value for name, value in landmark_errors(predicted, real).items()})
+        figures.update({f"val_still_{name}": value for name, value in landmark_errors(still, real).items()
+                        if name != "mouth_opening_correlation"})
+        return figures
+
+    def save_samples(self, modules, path):
+        """Rows: real landmarks of validation frames, then the predicted ones."""
+        if not self.sequences["val"]:
+            return {}
+        predicted, real = next(self._validation_pairs(modules["a2l"]))
+        picks = np.linspace(0, len(real) - 1, NUM_SAMPLE_FRAMES).astype(int)
+        rows = [render_landmarks(from_unit_coordinates(x[picks], SAMPLE_SIZE), SAMPLE_SIZE) for x in (real, predicted)]
+        save_image_grid([torch.from_numpy(r).permute(0, 3, 1, 2).float() / 127.5 - 1 for r in rows], path)
+        return {}
+
+    def export(self, modules, output_dir: Path, training_summary: dict):
+        model = modules["a2l"].eval()
+        record = {**training_summary, "feature_kind": model.config.feature_kind, "dataset": str(self.dataset.root),
+                  "clips": [clip.name for clip in self.dataset.clips]}
+        if self.l2v is None:
+            model.save_pretrained(output_dir)
+            (output_dir / "training.json").write_text(json.dumps({"a2l": record}, indent=2))
+            return
+        from ..pipelines.landmark import LandmarkDiffusionPipeline
+
+        pipeline = LandmarkDiffusionPipeline.from_pretrained(self.l2v)
+        pipeline.register_modules(a2l=model)
+        pipeline.training_record = {**(pipeline.training_record or {}), "a2l": record}
+        pipeline.save_pretrained(output_dir)
