@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-landmark test clean
 
 $(BIN)/talking-head: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio examples/jfk.flac --steps 25 --size 256 -o demo.mp4
 	@echo "wrote demo.mp4"
 
+# Any portrait: the bundled landmark pipeline animates a NASA portrait (public domain) with JFK's voice.
+demo-landmark: setup
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio examples/jfk.flac \
+		--image examples/astronaut.jpg --steps 25 --preview demo-landmarks.mp4 -o demo-landmark.mp4
+	@echo "wrote demo-landmark.mp4 and its landmark preview demo-landmarks.mp4"
+
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) demo.mp4
+	rm -rf $(VENV) demo.mp4 demo-landmark.mp4 demo-landmarks.mp4

@@ -96,7 +96,8 @@ def _train(args) -> None:
     if args.model == "autoencoder":
         from .training.autoencoder_task import AutoencoderTask
 
-        task = AutoencoderTask(dataset, image_size=args.resolution, preset=args.preset or "small")
+        task = AutoencoderTask(dataset, image_size=args.resolution, preset=args.preset or "small", init=args.init,
+                               decoder_only=args.decoder_only, augment=args.augment)
     elif args.model == "dae":
         from .training.dae_task import DAETask
 
@@ -216,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", help="model size preset")
     train.add_argument("--encoder-preset", default="small", help="semantic encoder preset (dae)")
     train.add_argument("--autoencoder", help="trained frame autoencoder folder: diffuse in its latent (dae, l2v)")
+    train.add_argument("--init", help="a trained autoencoder folder to continue from (autoencoder)")
+    train.add_argument("--decoder-only", action="store_true",
+                       help="train only the decoder of --init, keeping its latent space (autoencoder)")
+    train.add_argument("--augment", action="store_true",
+                       help="flip and recolour the frames, to reconstruct unseen faces too (autoencoder)")
     train.add_argument("--prediction", choices=["v_prediction", "epsilon"], default="v_prediction")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
     train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")

@@ -4,6 +4,8 @@ After the landmark-guided paper's two LSTMs: a *content* network turns per-frame
 face's own landmarks into speaker-independent landmark motion; an *identity* network refines it with the
 speaker's voice embedding (GE2E). The output is, per video frame, each of the 68 points' displacement
 from the face's landmarks with the head held still, in the crop's normalised coordinates (-1..1).
+`moving_points` can confine the motion to the points speech moves (the mouth and chin); the others then
+keep the face's own positions, which matters when a few minutes of footage cannot teach the rest.
 """
 
 import torch
@@ -12,6 +14,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 NUM_POINTS = 68
+# The lips and the chin: what speech moves.
+SPEECH_POINTS = tuple(range(5, 12)) + tuple(range(48, 68))
 
 
 class AudioToLandmarks(ModelMixin, ConfigMixin):
@@ -20,7 +24,7 @@ class AudioToLandmarks(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, feature_dim: int = 320, speaker_dim: int = 256, hidden_dim: int = 256, content_layers: int = 2,
                  identity_layers: int = 1, dropout: float = 0.1, feature_kind: str = "logmel",
-                 feature_model_name: str | None = None, fps: float = 25.0):
+                 feature_model_name: str | None = None, fps: float = 25.0, moving_points: list[int] | None = None):
         super().__init__()
         points = NUM_POINTS * 2
         self.feature_in = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.SiLU(), nn.Dropout(dropout))
@@ -34,6 +38,10 @@ class AudioToLandmarks(ModelMixin, ConfigMixin):
         self.identity_out = nn.Linear(2 * hidden_dim, points)
         # Displacements are tiny in normalised coordinates; the model works in units of their spread.
         self.register_buffer("displacement_std", torch.ones(points))
+        moving = torch.zeros(NUM_POINTS, 2) if moving_points is not None else torch.ones(NUM_POINTS, 2)
+        if moving_points is not None:
+            moving[list(moving_points)] = 1
+        self.register_buffer("moving", moving.flatten(), persistent=False)
 
     def forward(self, features: torch.Tensor, speaker: torch.Tensor, landmarks: torch.Tensor) -> dict:
         batch, frames = features.shape[:2]
@@ -43,6 +51,6 @@ class AudioToLandmarks(ModelMixin, ConfigMixin):
         speaker_code = self.speaker_in(speaker)[:, None].expand(-1, frames, -1)
         refined, _ = self.identity(torch.cat([content, speaker_code, intermediate], dim=-1))
         final = intermediate + self.identity_out(refined)
-        scale = self.displacement_std
+        scale = self.displacement_std * self.moving
         return {"displacements": (final * scale).reshape(batch, frames, NUM_POINTS, 2),
                 "intermediate": (intermediate * scale).reshape(batch, frames, NUM_POINTS, 2)}

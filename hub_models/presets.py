@@ -177,8 +177,9 @@ L2V_SCHEDULER_CONFIG = {
 A2L_PRESETS = {
     # The paper's widths (content and identity dimensions 256): 5.9M parameters with log-mel input.
     "paper": {"hidden_dim": 256, "content_layers": 2, "identity_layers": 1, "dropout": 0.1},
-    # For a few minutes of footage.
-    "small": {"hidden_dim": 128, "content_layers": 2, "identity_layers": 1, "dropout": 0.2},
+    # For a few minutes of footage: only the lips and chin move (hub_models/a2l.py's SPEECH_POINTS).
+    "small": {"hidden_dim": 128, "content_layers": 2, "identity_layers": 1, "dropout": 0.2,
+              "moving_points": [*range(5, 12), *range(48, 68)]},
     # For tests.
     "tiny": {"hidden_dim": 16, "content_layers": 1, "identity_layers": 1, "dropout": 0.0},
 }

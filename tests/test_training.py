@@ -8,6 +8,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+from diffusers import AutoencoderKL
 
 from talking_head.errors import FaceError, TalkingHeadError
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
@@ -94,6 +95,23 @@ def test_autoencoder_training_lowers_the_loss_and_resumes_from_its_checkpoint(da
     resumed.train()
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 110
     assert (tmp_path / "model" / "config.json").exists()
+
+
+def test_decoder_only_training_keeps_the_encoder_and_its_latent_scale(dataset, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    train(AutoencoderTask(dataset, image_size=32, preset="tiny"), first, max_steps=5)
+    train(AutoencoderTask(dataset, image_size=32, preset="tiny", init=first / "model", decoder_only=True), second,
+          max_steps=5)
+    before, after = AutoencoderKL.from_pretrained(first / "model"), AutoencoderKL.from_pretrained(second / "model")
+    assert after.config.scaling_factor == before.config.scaling_factor
+    for name, tensor in before.state_dict().items():
+        if name.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(after.state_dict()[name], tensor), name
+    assert any(not torch.equal(after.state_dict()[n], t) for n, t in before.state_dict().items() if n.startswith("decoder."))
+    record = json.loads((second / "model" / "training.json").read_text())
+    assert record["decoder_only"] and record["continued_from"]["steps"] == 5
+    with pytest.raises(TalkingHeadError, match="--init"):
+        AutoencoderTask(dataset, image_size=32, preset="tiny", decoder_only=True)
 
 
 def test_a_latent_space_dae_carries_its_autoencoder_and_its_training_record(dataset, tmp_path):

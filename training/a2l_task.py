@@ -3,7 +3,9 @@
 Targets: each frame's landmarks with the head motion taken out (a similarity fit of the nose and eye corners
 onto the clip's first training frame's), as displacements from a reference frame of the same clip drawn at
 random (at inference, the portrait). Inputs: speech features, the clip's voice embedding and the
-reference landmarks. Loss: the paper's mean squared landmark error.
+reference landmarks. Loss: the paper's mean squared landmark error. Each training window and its reference
+face get the same random change of shape (rotation, width, height, position), so that the model must take
+the face from the reference and cannot recall it from the voice.
 """
 
 import json
@@ -47,6 +49,15 @@ def landmark_errors(predicted: np.ndarray, real: np.ndarray) -> dict:
     correlation = float(np.corrcoef(opening_real, opening_predicted)[0, 1]) if opening_predicted.std() > 0 else 0.0
     return {"nme": float(distance.mean()), "mouth_nme": float(distance[:, MOUTH].mean()),
             "mouth_opening_correlation": correlation}
+
+
+def _random_shape_change(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random 2x2 linear map (a few degrees of rotation, +-12 % width, +-8 % height) and a shift of +-4 %."""
+    angle, width, height, dx, dy = (torch.rand(5, generator=generator) * 2 - 1).tolist()
+    angle = np.radians(5 * angle)
+    rotation = torch.tensor([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=torch.float32)
+    linear = rotation @ torch.diag(torch.tensor([1 + 0.12 * width, 1 + 0.08 * height]))
+    return linear, torch.tensor([0.04 * dx, 0.04 * dy])
 
 
 class A2LTask:
@@ -99,9 +110,12 @@ class A2LTask:
                 window = min(self.window_frames, length)
                 start = int(torch.randint(length - window + 1, (1,), generator=generator))
                 reference = int(torch.randint(length, (1,), generator=generator))
+                # One random face-shape change for the window and its reference, so that a speaker's shape
+                # cannot be learned from the voice: the motion must come from the reference face.
+                linear, shift = _random_shape_change(generator)
                 windows["features"].append(sequence["features"][start:start + window])
-                windows["landmarks"].append(sequence["landmarks"][start:start + window])
-                windows["reference"].append(sequence["landmarks"][reference])
+                windows["landmarks"].append(sequence["landmarks"][start:start + window] @ linear.T + shift)
+                windows["reference"].append(sequence["landmarks"][reference] @ linear.T + shift)
                 windows["speaker"].append(sequence["speaker"])
             shortest = min(len(w) for w in windows["features"])
             for name in ("features", "landmarks"):

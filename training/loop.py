@@ -223,5 +223,10 @@ class Trainer:
                    "batch_size": config.batch_size, "learning_rate": config.learning_rate,
                    "mixed_precision": config.mixed_precision, "final": final}
         if self.accelerator.is_main_process:
-            self.task.export(self.ema_modules(), self.output_dir / "model", summary)
+            # Written aside, then swapped in: a new export never mixes with the files of an older one.
+            staging = self.output_dir / "model.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            self.task.export(self.ema_modules(), staging, summary)
+            _replace_directory(staging, self.output_dir / "model")
         return final
