@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import FaceError
-from .align import apply_affine, box_to_affine, crop_and_resize, crop_box_from_landmarks
+from .align import apply_affine, box_to_affine, crop_and_resize, crop_box_from_landmarks, invert_affine
 from .landmarks import detect_face_landmarks
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ class PortraitFace:
     @property
     def crop_to_image(self) -> np.ndarray:
         """2x3 matrix from crop pixels to portrait pixels."""
-        from .align import invert_affine
-
         return invert_affine(box_to_affine(self.box, len(self.crop)))
 
 
