@@ -29,17 +29,27 @@ def mouth_openings(frames: np.ndarray, landmarker) -> np.ndarray:
     return openings
 
 
-def _compare(generated: np.ndarray, real: torch.Tensor, real_opening: np.ndarray, landmarker) -> dict:
+def compare_frames(generated: np.ndarray, real: torch.Tensor, real_opening: np.ndarray, landmarker,
+                   loudness: np.ndarray | None = None) -> dict:
+    """Figures of generated uint8 frames [N,H,W,3] against real frames [N,3,H,W] in [-1,1] and their mouth opening.
+
+    With `loudness` (per frame), also how the generated mouth opening follows the speech, at its best lag.
+    """
     generated_images = torch.from_numpy(generated).permute(0, 3, 1, 2).float() / 255
     real_images = (real + 1) / 2
     opening = mouth_openings(generated, landmarker)
     found = ~np.isnan(opening)
     filled = np.where(found, opening, np.nanmean(opening) if found.any() else 0.0)
     lag, lag_correlation = best_lag(filled, real_opening, MAX_LAG_FRAMES)
-    return {"psnr": psnr(generated_images, real_images), "ssim": ssim(generated_images, real_images),
-            "mouth_correlation": pearson(filled, real_opening), "mouth_lag_frames": lag,
-            "mouth_correlation_at_best_lag": lag_correlation, "face_found_fraction": float(found.mean()),
-            "mouth_opening_std_generated": float(np.nanstd(opening)), "mouth_opening_std_real": float(np.std(real_opening))}
+    figures = {"psnr": psnr(generated_images, real_images), "ssim": ssim(generated_images, real_images),
+               "mouth_correlation": pearson(filled, real_opening), "mouth_lag_frames": lag,
+               "mouth_correlation_at_best_lag": lag_correlation, "face_found_fraction": float(found.mean()),
+               "mouth_opening_std_generated": float(np.nanstd(opening)),
+               "mouth_opening_std_real": float(np.std(real_opening))}
+    if loudness is not None:
+        speech_lag, speech_correlation = best_lag(filled, loudness, MAX_LAG_FRAMES)
+        figures.update({"mouth_speech_correlation": speech_correlation, "mouth_speech_lag_frames": speech_lag})
+    return figures
 
 
 @torch.no_grad()
@@ -61,11 +71,11 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
         real_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "val").numpy())
         latents = pipeline.speech_to_latents(features, pose)
         generated = np.concatenate(list(pipeline.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size)))
-        figures = {"clip": clip.name, "frames": stop - start, **_compare(generated, real, real_opening, landmarker)}
+        figures = {"clip": clip.name, "frames": stop - start, **compare_frames(generated, real, real_opening, landmarker)}
         if with_ceiling:
             own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
             decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps, sampler, batch_size)))
-            figures.update({f"ceiling_{k}": v for k, v in _compare(decoded, real, real_opening, landmarker).items()})
+            figures.update({f"ceiling_{k}": v for k, v in compare_frames(decoded, real, real_opening, landmarker).items()})
         per_clip.append(figures)
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
     mean = {k: float(np.mean([c[k] for c in per_clip])) for k in numeric}

@@ -24,8 +24,8 @@ from ..pipelines.landmark import masked_images
 from ..training.a2l_task import landmark_errors
 from ..training.dataset import TalkingHeadDataset
 from ..training.images import to_uint8
-from .holdout import MAX_LAG_FRAMES, mouth_openings
-from .metrics import best_lag, loudness_per_frame, pearson, psnr, ssim
+from .holdout import MAX_LAG_FRAMES, compare_frames
+from .metrics import best_lag, loudness_per_frame
 
 
 def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, batch_size) -> np.ndarray:
@@ -37,20 +37,6 @@ def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, ba
         pose = masked_images(real_uint8[start:start + batch_size], keep)
         outputs.append(to_uint8(pipeline.denoise_frames(batch, pose, identity, noise, steps, sampler)))
     return np.concatenate(outputs)
-
-
-def _image_figures(generated: np.ndarray, real: np.ndarray, real_opening: np.ndarray, loudness: np.ndarray,
-                   landmarker) -> dict:
-    as_float = lambda frames: torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    opening = mouth_openings(generated, landmarker)
-    found = ~np.isnan(opening)
-    filled = np.where(found, opening, np.nanmean(opening) if found.any() else 0.0)
-    lag, lag_correlation = best_lag(filled, real_opening, MAX_LAG_FRAMES)
-    speech_lag, speech_correlation = best_lag(filled, loudness, MAX_LAG_FRAMES)
-    return {"psnr": psnr(as_float(generated), as_float(real)), "ssim": ssim(as_float(generated), as_float(real)),
-            "face_found_fraction": float(found.mean()), "mouth_correlation": pearson(filled, real_opening),
-            "mouth_lag_frames": lag, "mouth_correlation_at_best_lag": lag_correlation,
-            "mouth_speech_correlation": speech_correlation, "mouth_speech_lag_frames": speech_lag}
 
 
 @torch.no_grad()
@@ -88,8 +74,9 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *, num_inf
                         "real_mouth_speech_lag_frames": real_speech_lag})
         for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
             generated = _frames(pipeline, landmarks, real, identity, noise, num_inference_steps, sampler, batch_size)
+            real_images = torch.from_numpy(real).permute(0, 3, 1, 2).float() / 127.5 - 1
             figures.update({f"{name}_{k}": v for k, v in
-                            _image_figures(generated, real, real_opening, loudness, landmarker).items()})
+                            compare_frames(generated, real_images, real_opening, landmarker, loudness).items()})
         per_clip.append(figures)
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
     return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed, "image_size": size},
