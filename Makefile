@@ -17,13 +17,13 @@ setup: $(BIN)/talking-head
 
 # The main job: speech to a talking-head mp4 with the bundled DAE-Talker model.
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio examples/jfk.flac --steps 25 --size 256 -o demo.mp4
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio assets/jfk.flac --steps 25 --size 256 -o demo.mp4
 	@echo "wrote demo.mp4"
 
 # Any portrait: the bundled landmark pipeline animates a NASA portrait (public domain) with JFK's voice.
 demo-landmark: setup
-	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio examples/jfk.flac \
-		--image examples/astronaut.jpg --steps 25 --preview demo-landmarks.mp4 -o demo-landmark.mp4
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio assets/jfk.flac \
+		--image assets/astronaut.jpg --steps 25 --preview demo-landmarks.mp4 -o demo-landmark.mp4
 	@echo "wrote demo-landmark.mp4 and its landmark preview demo-landmarks.mp4"
 
 test: setup

@@ -20,6 +20,9 @@ _LAZY_EXPORTS = {
     "load_audio": ".media.audio",
     "prepare_dataset": ".training.prepare",
     "TalkingHeadError": ".errors",
+    # ComfyUI loads the repository as a custom node pack and reads these two.
+    "NODE_CLASS_MAPPINGS": ".comfy_nodes",
+    "NODE_DISPLAY_NAME_MAPPINGS": ".comfy_nodes",
 }
 
 __all__ = list(_LAZY_EXPORTS)

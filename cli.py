@@ -46,9 +46,7 @@ def _generate(args) -> None:
         from .faces.tracking import pose_from_video
 
         features = pipeline.encode_audio(args.audio)
-        reference_pose = torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps))
-        repeats = math.ceil(len(features) / len(reference_pose))
-        pose = pipeline.retarget_pose(reference_pose.repeat(repeats, 1)[: len(features)])
+        pose = pipeline.follow_pose(torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps)), len(features))
     report, close = _progress_bar()
     try:
         output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps or 100,

@@ -167,6 +167,7 @@ class FaceAlignmentLandmarker:
 
 
 _LANDMARKERS = {"dlib": DlibLandmarker, "face_alignment": FaceAlignmentLandmarker}
+LANDMARK_BACKENDS = tuple(_LANDMARKERS)
 
 
 def get_landmarker(name: str = "dlib"):

@@ -37,7 +37,9 @@ class FloatGroupNorm(nn.GroupNorm):
     """GroupNorm computed in float32 and cast back (stable under fp16/bf16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def group_norm(channels: int, num_groups: int) -> FloatGroupNorm:

@@ -61,6 +61,31 @@ def resample_audio(waveform: np.ndarray, sample_rate: int, target_rate: int = SA
     return np.frombuffer(result.stdout, dtype="<f4").copy()
 
 
+def prepare_waveform(waveform, sample_rate: int, what: str = "the audio", allow_silence: bool = False) -> np.ndarray:
+    """A waveform held in memory ([T], or [C,T] / [B,C,T] with channels averaged) as 16 kHz mono float32.
+
+    Raises AudioError when it is empty, not finite, at a sample rate that is not a positive number, or
+    (unless `allow_silence`) silent.
+    """
+    samples = np.asarray(waveform, dtype=np.float32)
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise AudioError(f"{what} has an invalid sample rate: {sample_rate!r}")
+    if samples.ndim > 3:
+        raise AudioError(f"{what} has {samples.ndim} dimensions; expected [samples], [channels, samples] or [batch, channels, samples]")
+    if samples.size == 0:
+        raise AudioError(f"{what} is empty (no samples)")
+    if samples.ndim > 1:
+        samples = samples.reshape(-1, samples.shape[-1]).mean(axis=0)
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{what} holds NaN or infinite samples")
+    samples = np.clip(resample_audio(samples, int(sample_rate)), -1.0, 1.0)
+    if samples.size == 0:
+        raise AudioError(f"{what} is too short to hold one sample at {SAMPLE_RATE} Hz")
+    if not allow_silence:
+        _raise_if_silent(samples, what)
+    return samples
+
+
 def num_video_frames(num_samples: int, sample_rate: int, fps: float) -> int:
     """Number of video frames that cover `num_samples` of audio at `fps` (rounded, at least 1)."""
     return max(1, round(num_samples / sample_rate * fps))
@@ -81,7 +106,7 @@ def _describe_decode_failure(path: Path, stderr: str) -> str:
     )
 
 
-def _raise_if_silent(waveform: np.ndarray, path: Path) -> None:
+def _raise_if_silent(waveform: np.ndarray, path: Path | str) -> None:
     peak = float(np.abs(waveform).max())
     rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
     if peak < _SILENCE_PEAK or rms < _SILENCE_RMS:

@@ -14,6 +14,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler
 
 from ..errors import ModelError, TalkingHeadError
+from ..faces.tracking import ping_pong
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
@@ -127,6 +128,11 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         retargeted[:, POSE_TRANSLATION_DIMS] = centred + model.pose_mean[POSE_TRANSLATION_DIMS]
         return retargeted
 
+    def follow_pose(self, reference_pose: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """A pose [num_frames,6] that follows another video's head pose [N,6]: re-centred on the training
+        footage (`retarget_pose`) and played forward and backward as often as needed."""
+        return self.retarget_pose(torch.as_tensor(reference_pose)[torch.from_numpy(ping_pong(len(reference_pose), num_frames))])
+
     @torch.no_grad()
     def speech_to_latents(self, features: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """Semantic latents [T,semantic_dim] from features [T,F]; `pose` [T,6] overrides the predicted pose."""
@@ -139,13 +145,14 @@ class DAETalkerPipeline(TalkingHeadPipeline):
 
     def _windowed(self, run: Callable[..., torch.Tensor], *sequences: torch.Tensor) -> torch.Tensor:
         """Apply a sequence model to overlapping windows of equally long `sequences` [T,D], cross-fading overlaps."""
-        device = self.unet.device
+        model = self._require_speech2latent()
+        device, dtype = model.device, model.dtype
         num_frames = len(sequences[0])
         step = LATENT_WINDOW_FRAMES - LATENT_WINDOW_OVERLAP
         output, weight = None, torch.zeros(num_frames, 1)
         for start in range(0, max(num_frames - LATENT_WINDOW_OVERLAP, 1), step):
             stop = min(start + LATENT_WINDOW_FRAMES, num_frames)
-            window_output = run(*(sequence[None, start:stop].to(device) for sequence in sequences))[0].float().cpu()
+            window_output = run(*(sequence[None, start:stop].to(device, dtype) for sequence in sequences))[0].float().cpu()
             ramp = torch.ones(stop - start, 1)
             fade = min(LATENT_WINDOW_OVERLAP, stop - start)
             if start > 0:

@@ -34,7 +34,7 @@ from ..faces.align import (
 from ..faces.landmarks import get_landmarker
 from ..faces.portrait import PortraitFace, find_portrait_face
 from ..faces.render import lower_face_mask, render_landmarks
-from ..faces.tracking import track_landmarks
+from ..faces.tracking import ping_pong, track_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..media.audio import SAMPLE_RATE, load_audio
@@ -125,9 +125,11 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         return self.a2l
 
     # -- stage 1: the portrait ----------------------------------------------------------------------
-    def find_face(self, image, face: int | str = "largest") -> PortraitFace:
+    def find_face(self, image, face: int | str = "largest", landmark_backend: str = "dlib",
+                  what: str = "the portrait") -> PortraitFace:
         """The face to animate in a portrait (path, PIL image or uint8 array) and its crop at the model's size."""
-        return find_portrait_face(image, self.image_size, self.config.crop_scale, face=face)
+        return find_portrait_face(image, self.image_size, self.config.crop_scale, get_landmarker(landmark_backend),
+                                  face=face, what=what)
 
     # -- stage 2: speech to landmarks ---------------------------------------------------------------
     @property
@@ -160,19 +162,24 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     def head_motion_from_video(self, video: str | os.PathLike, num_frames: int, landmark_backend: str = "dlib") -> np.ndarray:
         """Per-frame similarity transforms [T,2,3] (crop pixels) that move a face as the head moves in `video`.
 
-        The motion is relative to the video's first frame; a video shorter than `num_frames` plays forward
-        and backward again as often as needed.
+        See `head_motion_from_landmarks`.
         """
         video = Path(video)
         if not video.is_file():
             raise TalkingHeadError(f"pose video not found: {video}")
         landmarks, _ = track_landmarks(video, self.fps, get_landmarker(landmark_backend))
+        return self.head_motion_from_landmarks(landmarks, num_frames)
+
+    def head_motion_from_landmarks(self, landmarks: np.ndarray, num_frames: int) -> np.ndarray:
+        """Per-frame similarity transforms [T,2,3] (crop pixels) that follow a tracked head's landmarks [N,68,2].
+
+        The motion is relative to the first frame; a track shorter than `num_frames` plays forward and
+        backward again as often as needed.
+        """
         size = self.image_size
         box = np.median(crop_box_from_landmarks(landmarks, self.config.crop_scale), axis=0)
         crop_landmarks = apply_affine(landmarks, box_to_affine(box, size))[:, list(STABLE_POINTS)]
-        cycle = np.concatenate([np.arange(len(landmarks)), np.arange(len(landmarks) - 2, 0, -1)]) if len(landmarks) > 2 \
-            else np.arange(len(landmarks))
-        order = cycle[np.arange(num_frames) % len(cycle)]
+        order = ping_pong(len(landmarks), num_frames)
         return np.stack([fit_similarity(crop_landmarks[0], crop_landmarks[index]) for index in order])
 
     @staticmethod
@@ -190,8 +197,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     # -- stage 4: L2V ---------------------------------------------------------------------------------
     def render(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
         """The landmarks [T,68,2] (crop pixels) drawn as uint8 images [T,S,S,3], L2V's visual condition."""
-        scale = (size or self.image_size) / self.image_size
-        return render_landmarks((np.asarray(landmarks) + 0.5) * scale - 0.5, size or self.image_size)
+        size = size or self.image_size
+        return render_landmarks(from_unit_coordinates(to_unit_coordinates(np.asarray(landmarks), self.image_size), size), size)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N,3,S,S] in [-1,1] to scaled latents."""
@@ -239,13 +246,15 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         return self.decode_images(latents).float()
 
     # -- stage 5: paste back ----------------------------------------------------------------------------
-    def paste_back(self, face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-        """Full frames [N,H,W,3]: the portrait with its head moved by `transforms` and each generated lower face blended in.
+    @staticmethod
+    def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+        """Full frames [N,H,W,3]: the portrait with its head moved by `transforms` and each generated lower face
+        (uint8 crops [N,S,S,3] at the size of `face.crop`) blended in.
 
         Only the region under the face's crop box changes: the head moves inside a soft ellipse there, so
         the background and the body stay still.
         """
-        size = self.image_size
+        size = len(face.crop)
         image_to_crop = box_to_affine(face.box, size)
         height, width = face.image.shape[:2]
         cx, cy, side = face.box
@@ -272,21 +281,29 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         return frames
 
     # -- everything ---------------------------------------------------------------------------------------
-    def generate_frames(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
-                        initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim",
-                        batch_size: int = 16, callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
-        """Full-size uint8 frames [B,H,W,3], batch by batch, for landmarks [T,68,2] with the head moved by `transforms`."""
+    def generate_crops(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
+                       initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim",
+                       batch_size: int = 16, callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+        """Generated face crops, uint8 [B,S,S,3] batch by batch, for landmarks [T,68,2] with the head moved by `transforms`."""
         identity = masked_images(face.crop[None], None)
         num_frames = len(landmarks)
         for start in range(0, num_frames, batch_size):
             batch_landmarks = landmarks[start:start + batch_size]
-            batch_transforms = transforms[start:start + batch_size]
-            pose = self.pose_references(face, batch_landmarks, batch_transforms)
+            pose = self.pose_references(face, batch_landmarks, transforms[start:start + batch_size])
             crops = self.denoise_frames(batch_landmarks, pose, identity, initial_noise, num_inference_steps, sampler)
-            crops = ((crops + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            yield self.paste_back(face, crops, batch_landmarks, batch_transforms)
+            yield ((crops + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             if callback is not None:
                 callback(min(start + batch_size, num_frames), num_frames)
+
+    def generate_frames(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
+                        initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim",
+                        batch_size: int = 16, callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+        """Full-size uint8 frames [B,H,W,3], batch by batch: `generate_crops` pasted back into the portrait."""
+        crops = self.generate_crops(face, landmarks, transforms, initial_noise, num_inference_steps, sampler,
+                                    batch_size, callback)
+        for start, batch in zip(range(0, len(landmarks), batch_size), crops):
+            stop = start + len(batch)
+            yield self.paste_back(face, batch, landmarks[start:stop], transforms[start:stop])
 
     def __call__(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
                  pose_from: str | os.PathLike | None = None, num_inference_steps: int = 200, sampler: str = "ddim",
@@ -331,7 +348,7 @@ def _head_ellipse(size: int) -> np.ndarray:
 
 def masked_images(images: np.ndarray, keep: np.ndarray | None) -> torch.Tensor:
     """uint8 images [N,S,S,3] to floats [N,3,S,S] in [-1,1], with pixels where `keep` [N,S,S,1] is 0 set to 0 (grey)."""
-    floats = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    floats = torch.from_numpy(np.asarray(images, np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
     if keep is not None:
-        floats = floats * torch.from_numpy(np.ascontiguousarray(keep)).permute(0, 3, 1, 2).float()
+        floats = floats * torch.from_numpy(np.asarray(keep, np.float32)).permute(0, 3, 1, 2)
     return floats

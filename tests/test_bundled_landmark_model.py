@@ -13,7 +13,7 @@ from talking_head.faces.landmarks import get_landmarker, mouth_opening
 from talking_head.media.audio import SAMPLE_RATE, load_audio
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets"
 STEPS = 20
 
 

@@ -12,7 +12,7 @@ from talking_head.media.audio import load_audio
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 
 STEPS = 20
-EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
+EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "assets" / "jfk.flac"
 
 
 @pytest.fixture(scope="module")

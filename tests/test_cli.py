@@ -12,8 +12,8 @@ from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
 
-EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
-PORTRAIT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "assets" / "jfk.flac"
+PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from audio_files import write_wav
 from tiny_models import LOGMEL_DIM, tiny_dae_pipeline
 
-EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "examples" / "jfk.flac"
+EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "assets" / "jfk.flac"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from talking_head.media.video import probe_video, read_metadata, read_video_fram
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets"
 PORTRAIT = EXAMPLES / "astronaut.jpg"  # NASA portrait of Eileen Collins, public domain
 SPEECH = EXAMPLES / "jfk.flac"
 

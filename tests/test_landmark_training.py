@@ -20,7 +20,7 @@ from test_training import ffmpeg
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 SPEAKERS = {"obama": "video/edtalk_uncrop_Obama.mp4", "aoc": "video/sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"}
-PORTRAIT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")

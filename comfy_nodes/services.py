@@ -1,0 +1,112 @@
+"""ComfyUI's services for the nodes: model folders, device and memory, progress and cancel.
+
+Every function falls back to plain behaviour when ComfyUI is absent (tests, scripts), so the nodes can be
+defined, imported and run without it.
+"""
+
+import contextlib
+import importlib
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+# The folder under ComfyUI's models/ that holds the pack's pipelines; Hub downloads go to its hub/ cache.
+MODEL_FOLDER = "talking_head"
+HUB_CACHE = "hub"
+# Outside ComfyUI, models are looked for here.
+STANDALONE_MODELS = Path(os.environ.get("TALKING_HEAD_MODELS", "~/.cache/talking_head/models")).expanduser()
+# Progress reaches the UI at most this often (seconds), and always at the end.
+PROGRESS_INTERVAL = 0.25
+
+
+def _comfy(module: str):
+    """A ComfyUI module when running inside ComfyUI, else None."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def model_folders() -> list[Path]:
+    """The folders that hold the pack's models: ComfyUI's models/talking_head (registered on first use)."""
+    folder_paths = _comfy("folder_paths")
+    if folder_paths is None:
+        return [STANDALONE_MODELS]
+    if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
+    return [Path(folder) for folder in folder_paths.get_folder_paths(MODEL_FOLDER)]
+
+
+def hub_cache() -> Path:
+    """Where Hub downloads go: models/talking_head/hub (the Hugging Face cache layout)."""
+    return model_folders()[0] / HUB_CACHE
+
+
+def device() -> torch.device:
+    """The device ComfyUI computes on, or CUDA when present, else the CPU."""
+    model_management = _comfy("comfy.model_management")
+    if model_management is not None:
+        return model_management.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def offload_device() -> torch.device:
+    """Where models wait between runs: ComfyUI's offload device, or the CPU."""
+    model_management = _comfy("comfy.model_management")
+    return model_management.unet_offload_device() if model_management is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def on_device(*modules: torch.nn.Module):
+    """Move `modules` to the compute device for the block (asking ComfyUI to free room first) and back after."""
+    target = device()
+    model_management = _comfy("comfy.model_management")
+    if target.type != "cpu" and model_management is not None:
+        needed = sum(parameter.numel() * parameter.element_size() for module in modules for parameter in module.parameters())
+        model_management.free_memory(needed * 2, target)
+    for module in modules:
+        module.to(target)
+    try:
+        yield target
+    finally:
+        for module in modules:
+            module.to(offload_device())
+        if model_management is not None:
+            model_management.soft_empty_cache()
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interrupt exception when the user cancelled the run; nothing outside ComfyUI."""
+    model_management = _comfy("comfy.model_management")
+    if model_management is not None:
+        model_management.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """A progress bar over `total` units: ComfyUI's when present (throttled), else tqdm's.
+
+    `update(done)` also checks for cancel, so a run stops at the next update after the user cancels.
+    """
+
+    def __init__(self, total: int, description: str):
+        self.total = total
+        self._last_sent = 0.0
+        comfy_utils = _comfy("comfy.utils")
+        self._comfy_bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+        self._tqdm = None if self._comfy_bar is not None else tqdm(total=total, desc=description, unit="frame")
+
+    def update(self, done: int) -> None:
+        """Report `done` of `total` units finished."""
+        check_interrupted()
+        if self._tqdm is not None:
+            self._tqdm.update(done - self._tqdm.n)
+            if done >= self.total:
+                self._tqdm.close()
+            return
+        now = time.monotonic()
+        if done >= self.total or now - self._last_sent >= PROGRESS_INTERVAL:
+            self._last_sent = now
+            self._comfy_bar.update_absolute(done, self.total)

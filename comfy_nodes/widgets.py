@@ -1,0 +1,28 @@
+"""Input specs several nodes share, in ComfyUI's classic INPUT_TYPES form: (type, options with a tooltip)."""
+
+from ..faces.landmarks import LANDMARK_BACKENDS
+from ..pipelines.sampling import SAMPLERS
+
+CATEGORY = "talking_head"
+DAE_CATEGORY = f"{CATEGORY}/DAE-Talker"
+LANDMARK_CATEGORY = f"{CATEGORY}/landmark-guided"
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def steps(default: int, paper: int) -> tuple:
+    return ("INT", {"default": default, "min": 1, "max": 1000,
+                    "tooltip": f"Denoising steps per frame; the paper uses {paper} DDIM steps. Fewer is faster and softer."})
+
+
+SAMPLER = (list(SAMPLERS), {"default": "ddim", "tooltip": "Deterministic sampler built from the model's noise schedule "
+                                                          "(ddim is the paper's; dpm++ and unipc need fewer steps)."})
+SEED = ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                "tooltip": "Seed of the one noise image every frame starts from."})
+BATCH_SIZE = ("INT", {"default": 16, "min": 1, "max": 256,
+                      "tooltip": "Frames denoised together; lower it when memory runs short. Cancel takes effect between batches."})
+LANDMARK_BACKEND = (list(LANDMARK_BACKENDS), {"default": "dlib",
+                                              "tooltip": "68-point landmark detector: dlib (the paper's, offline) or "
+                                                         "face_alignment (downloads its weights on first use)."})
+FRAME_RATE = ("FLOAT", {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.01,
+                        "tooltip": "Frame rate of the incoming frames (GetVideoComponents' fps); they are resampled to the model's."})
