@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo demo-landmark test clean
+.PHONY: setup demo demo-landmark app test clean
 
 $(BIN)/talking-head: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo-landmark: setup
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio assets/jfk.flac \
 		--image assets/astronaut.jpg --steps 25 --preview demo-landmarks.mp4 -o demo-landmark.mp4
 	@echo "wrote demo-landmark.mp4 and its landmark preview demo-landmarks.mp4"
+
+# The Gradio demo on http://127.0.0.1:7860
+app: setup
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head app
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -34,22 +34,15 @@ def _generate(args) -> None:
     if args.pipeline == "landmark":
         _generate_landmark(args)
         return
-    import torch
 
     from .pipelines.dae_talker import DAETalkerPipeline
 
     if args.image:
         raise TalkingHeadError("--image is for the landmark pipeline (--pipeline landmark); DAE-Talker draws the person it was trained on")
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
-    pose = None
-    if args.pose_from:
-        from .faces.tracking import pose_from_video
-
-        features = pipeline.encode_audio(args.audio)
-        pose = pipeline.follow_pose(torch.from_numpy(pose_from_video(args.pose_from, pipeline.fps)), len(features))
     report, close = _progress_bar()
     try:
-        output = pipeline(args.audio, args.output, pose=pose, num_inference_steps=args.steps or 100,
+        output = pipeline(args.audio, args.output, pose_from=args.pose_from, num_inference_steps=args.steps or 100,
                           sampler=args.sampler, seed=args.seed, batch_size=args.batch_size, output_size=args.size,
                           callback=report)
     finally:
@@ -165,6 +158,14 @@ def _convert(args) -> None:
     print(args.out)
 
 
+def _app(args) -> None:
+    try:
+        from .gradio_app import launch
+    except ImportError as error:
+        raise TalkingHeadError(f"the demo needs gradio ({error}): pip install 'talking-head-diffusion[app]'") from None
+    launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `talking-head`."""
     parser = argparse.ArgumentParser(prog="talking-head", description=__doc__)
@@ -255,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("checkpoint", help="e.g. ffhq256_autoenc/last.ckpt")
     convert.add_argument("--out", required=True)
     convert.set_defaults(run=_convert)
+
+    app = commands.add_parser("app", help="serve the Gradio demo in a browser")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    app.set_defaults(run=_app)
     return parser
 
 

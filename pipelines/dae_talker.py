@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler
 
 from ..errors import ModelError, TalkingHeadError
-from ..faces.tracking import ping_pong
+from ..faces.tracking import ping_pong, pose_from_video
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
@@ -220,19 +220,26 @@ class DAETalkerPipeline(TalkingHeadPipeline):
                 callback(min(start + batch_size, num_frames), num_frames)
 
     # -- everything ---------------------------------------------------------------------------------
-    def __call__(self, audio: str | os.PathLike, output_path: str | os.PathLike, *, pose: torch.Tensor | None = None,
-                 num_inference_steps: int = 100, sampler: str = "ddim", seed: int = 0,
-                 reference_frame: torch.Tensor | None = None, batch_size: int = 16, output_size: int | None = None,
-                 callback: ProgressCallback | None = None) -> Path:
-        """Speech file to an mp4 (h264 + aac, the input audio muxed in) at `output_path`; returns the path.
+    def generate_video(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
+                       pose: torch.Tensor | None = None, pose_from: str | os.PathLike | None = None,
+                       num_inference_steps: int = 100, sampler: str = "ddim", seed: int = 0,
+                       reference_frame: torch.Tensor | None = None, batch_size: int = 16,
+                       output_size: int | None = None) -> Iterator[tuple[str, int, int]]:
+        """Speech file to an mp4 (h264 + aac, the input audio muxed in) at `output_path`, step by step.
 
-        `pose` [T,6] replaces the predicted head pose (see `retarget_pose` for poses of other footage);
-        `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed; `output_size` resizes
-        the frames (the model's own size by default).
+        Yields `(stage, done, total)` as it goes (stages: "speech", "latents", "frames"); the file is complete
+        when the iteration ends, and stopping it early leaves no file. `pose` [T,6] replaces the predicted head
+        pose (see `retarget_pose` for poses of other footage); `pose_from` takes it from a video instead (see
+        `follow_pose`); `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed;
+        `output_size` resizes the frames (the model's own size by default).
         """
         self.warn_if_untrained()
+        yield "speech", 0, 1
         waveform = load_audio(audio)
         features = self.feature_extractor(waveform, SAMPLE_RATE)
+        if pose_from is not None:
+            pose = self.follow_pose(torch.from_numpy(pose_from_video(pose_from, self.fps)), len(features))
+        yield "latents", 0, 1
         latents = self.speech_to_latents(features, pose)
         if reference_frame is not None:
             initial_noise = self.invert(reference_frame, num_inference_steps)
@@ -240,6 +247,17 @@ class DAETalkerPipeline(TalkingHeadPipeline):
             initial_noise = self.initial_noise(seed)
         metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
         with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
-            for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size, callback):
+            done = 0
+            for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size):
                 writer.write(frames if output_size is None else resize_frames(frames, output_size))
+                done += len(frames)
+                yield "frames", done, len(latents)
+
+    def __call__(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
+                 callback: ProgressCallback | None = None, **settings) -> Path:
+        """Speech file to an mp4 at `output_path`; returns the path. `settings` as for `generate_video`;
+        `callback(done, total)` follows the frames."""
+        for stage, done, total in self.generate_video(audio, output_path, **settings):
+            if callback is not None and stage == "frames":
+                callback(done, total)
         return Path(output_path)

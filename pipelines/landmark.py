@@ -9,6 +9,7 @@ lower face is pasted back into the full portrait with a soft mask, so the video 
 background and sharpness. Frames are made batch by batch and streamed to the file.
 """
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -305,21 +306,24 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             stop = start + len(batch)
             yield self.paste_back(face, batch, landmarks[start:stop], transforms[start:stop])
 
-    def __call__(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
-                 pose_from: str | os.PathLike | None = None, num_inference_steps: int = 200, sampler: str = "ddim",
-                 seed: int = 0, face: int | str = "largest", batch_size: int = 16,
-                 landmark_preview_path: str | os.PathLike | None = None,
-                 callback: ProgressCallback | None = None) -> Path:
-        """Speech file plus portrait to an mp4 (h264 + aac) at `output_path`, at the portrait's size; returns the path.
+    def generate_video(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
+                       pose_from: str | os.PathLike | None = None, num_inference_steps: int = 200,
+                       sampler: str = "ddim", seed: int = 0, face: int | str = "largest", batch_size: int = 16,
+                       landmark_preview_path: str | os.PathLike | None = None) -> Iterator[tuple[str, int, int]]:
+        """Speech file plus portrait to an mp4 (h264 + aac) at `output_path`, at the portrait's size, step by step.
 
-        `pose_from` is a video whose head motion the portrait follows (still otherwise); `face` picks a face
-        when the portrait shows several (largest first); `landmark_preview_path` also writes the landmark
-        drawings as a video.
+        Yields `(stage, done, total)` as it goes (stages: "face", "speech", "landmarks", "frames"); the files
+        are complete when the iteration ends, and stopping it early leaves none. `pose_from` is a video whose
+        head motion the portrait follows (still otherwise); `face` picks a face when the portrait shows several
+        (largest first); `landmark_preview_path` also writes the landmark drawings as a video.
         """
         self.warn_if_untrained()
+        yield "face", 0, 1
         face_found = self.find_face(image, face)
+        yield "speech", 0, 1
         waveform = load_audio(audio)
         features, speaker = self.encode_audio(waveform)
+        yield "landmarks", 0, 1
         landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks)
         if pose_from is not None:
             transforms = self.head_motion_from_video(pose_from, len(landmarks))
@@ -327,15 +331,28 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             transforms = self.still_head(len(landmarks))
         landmarks = self.move_head(landmarks, transforms)
         metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
-        if landmark_preview_path is not None:
-            with VideoWriter(landmark_preview_path, fps=self.fps, waveform=waveform, metadata=metadata) as writer:
+        with contextlib.ExitStack() as files:
+            if landmark_preview_path is not None:
+                preview = files.enter_context(VideoWriter(landmark_preview_path, fps=self.fps, waveform=waveform,
+                                                          metadata=metadata))
                 for start in range(0, len(landmarks), 256):
-                    writer.write(self.render(landmarks[start:start + 256], size=256))
-        noise = self.initial_noise(seed)
-        with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
-            for frames in self.generate_frames(face_found, landmarks, transforms, noise, num_inference_steps, sampler,
-                                               batch_size, callback):
+                    preview.write(self.render(landmarks[start:start + 256], size=256))
+            writer = files.enter_context(VideoWriter(output_path, fps=self.fps, waveform=waveform,
+                                                     sample_rate=SAMPLE_RATE, metadata=metadata))
+            done = 0
+            for frames in self.generate_frames(face_found, landmarks, transforms, self.initial_noise(seed),
+                                               num_inference_steps, sampler, batch_size):
                 writer.write(frames)
+                done += len(frames)
+                yield "frames", done, len(landmarks)
+
+    def __call__(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
+                 callback: ProgressCallback | None = None, **settings) -> Path:
+        """Speech file plus portrait to an mp4 at `output_path`; returns the path. `settings` as for
+        `generate_video`; `callback(done, total)` follows the frames."""
+        for stage, done, total in self.generate_video(audio, image, output_path, **settings):
+            if callback is not None and stage == "frames":
+                callback(done, total)
         return Path(output_path)
 
 

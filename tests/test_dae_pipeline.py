@@ -180,6 +180,14 @@ def test_a_failure_while_decoding_leaves_nothing_at_the_output_path(tmp_path, sp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_generate_video_reports_its_stages_and_stopping_it_early_leaves_nothing(tmp_path, speech_clip):
+    steps = tiny_dae_pipeline().generate_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=2, batch_size=16)
+    assert [next(steps)[0], next(steps)[0]] == ["speech", "latents"]
+    assert next(steps) == ("frames", 16, 55)  # 16 frames went to the encoder
+    steps.close()  # the caller stops: e.g. a cancelled request in the demo
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_pipeline_without_speech2latent_says_how_to_train_it(tmp_path, speech_clip):
     pipeline = tiny_dae_pipeline()
     pipeline.register_modules(speech2latent=None)

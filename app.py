@@ -1,0 +1,23 @@
+"""Hugging Face Space entry: serves the Gradio demo (gradio_app/) from this repository.
+
+The repository root is the `talking_head` package; a Space runs it from a checkout without installing it, so
+it is imported here from this folder under its package name.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+if "talking_head" not in sys.modules:
+    spec = importlib.util.spec_from_file_location("talking_head", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["talking_head"] = package
+    spec.loader.exec_module(package)
+
+from talking_head.gradio_app import launch  # noqa: E402
+
+if __name__ == "__main__":
+    launch(server_name="0.0.0.0")

@@ -1,0 +1,138 @@
+"""What the demo runs: loading models, checking the visitor's input against the limits, and generating a video
+stage by stage (so the page can follow the progress and cancel between batches)."""
+
+import functools
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import TalkingHeadError
+from ..faces.portrait import load_portrait
+from ..media.audio import SAMPLE_RATE, load_audio
+from ..pipelines.dae_talker import DAETalkerPipeline
+from ..pipelines.landmark import LandmarkDiffusionPipeline
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+BUNDLED_DAE = str(PRETRAINED / "dae-talker-obama")
+BUNDLED_LANDMARK = str(PRETRAINED / "landmark-diffusion")
+# Results older than this are removed from the output folder when a new run starts.
+KEEP_RESULTS_SECONDS = 3600
+
+STAGES = {"face": "Finding the face", "speech": "Reading the speech", "latents": "Speech to latents",
+          "landmarks": "Speech to landmarks", "frames": "Drawing frames"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a visitor may send; a Space owner sets them with environment variables."""
+
+    max_audio_seconds: float = float(os.environ.get("TALKING_HEAD_MAX_AUDIO_SECONDS", 60))
+    max_upload_mb: float = float(os.environ.get("TALKING_HEAD_MAX_UPLOAD_MB", 50))
+    max_portrait_side: int = int(os.environ.get("TALKING_HEAD_MAX_PORTRAIT_SIDE", 1024))
+    queue_size: int = int(os.environ.get("TALKING_HEAD_QUEUE_SIZE", 16))
+
+
+@dataclass
+class Progress:
+    """One step of a run: the stage's description and how far it is (done of total)."""
+
+    description: str
+    done: int
+    total: int
+
+
+def _gpu(function):
+    """Mark the GPU-heavy function for ZeroGPU where the `spaces` package is present; plain elsewhere."""
+    try:
+        import spaces
+    except ImportError:
+        return function
+    return spaces.GPU(duration=180)(function)
+
+
+@functools.lru_cache(maxsize=2)
+def load_pipeline(pipeline_class: type, name_or_path: str):
+    """A pipeline by Hub repo id or folder, loaded once (the two most recent stay in memory)."""
+    return pipeline_class.from_pretrained(name_or_path.strip())
+
+
+def describe_model(pipeline) -> str:
+    """One line for the page: which model, and whether it was trained."""
+    name = pipeline.config.get("_name_or_path", "?")
+    shown = Path(name).name if Path(name).is_dir() else name
+    if not pipeline.is_trained:
+        return f"Model `{shown}` has **no training record: it is untrained or of unknown provenance**, so expect noise."
+    return f"Model `{shown}` (trained; see its model card for what it can and cannot do)."
+
+
+def check_audio(path: str | None, limits: Limits) -> float:
+    """The length in seconds of the visitor's audio; TalkingHeadError when it is missing, unreadable, silent or too long."""
+    if not path:
+        raise TalkingHeadError("Upload or record some speech first.")
+    seconds = len(load_audio(path)) / SAMPLE_RATE
+    if seconds > limits.max_audio_seconds:
+        raise TalkingHeadError(f"The audio is {seconds:.1f} s long; this demo takes at most "
+                               f"{limits.max_audio_seconds:g} s. Trim it and try again.")
+    return seconds
+
+
+def fit_portrait(path: str | None, longest_side: int, limits: Limits) -> np.ndarray:
+    """The visitor's portrait as RGB, scaled down so its longest side is at most `longest_side` (and the limit)."""
+    if not path:
+        raise TalkingHeadError("Upload a portrait photo first.")
+    portrait = load_portrait(path)
+    side = min(longest_side or limits.max_portrait_side, limits.max_portrait_side)
+    height, width = portrait.shape[:2]
+    if max(height, width) <= side:
+        return portrait
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(portrait).resize(size, Image.LANCZOS))
+
+
+def output_path(suffix: str = ".mp4") -> Path:
+    """A fresh file name in the demo's output folder (old results are removed)."""
+    folder = Path(tempfile.gettempdir()) / "talking_head_app"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.mp4"):
+        if time.time() - old.stat().st_mtime > KEEP_RESULTS_SECONDS:
+            old.unlink(missing_ok=True)
+    return folder / f"{uuid.uuid4().hex}{suffix}"
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _progress(steps: Iterator[tuple[str, int, int]]) -> Iterator[Progress]:
+    for stage, done, total in steps:
+        yield Progress(STAGES[stage], done, total)
+
+
+@_gpu
+def run_dae_talker(model: str, audio: str, pose_video: str | None, steps: int, sampler: str, seed: int,
+                   output_size: int, batch_size: int, output: Path) -> Iterator[Progress]:
+    """DAE-Talker: speech to `output` (mp4), stage by stage."""
+    pipeline = load_pipeline(DAETalkerPipeline, model).to(_device())
+    yield from _progress(pipeline.generate_video(audio, output, pose_from=pose_video or None,
+                                                 num_inference_steps=int(steps), sampler=sampler, seed=int(seed),
+                                                 batch_size=int(batch_size), output_size=int(output_size) or None))
+
+
+@_gpu
+def run_landmark(model: str, audio: str, portrait: np.ndarray, pose_video: str | None, steps: int, sampler: str,
+                 seed: int, face_index: int, batch_size: int, output: Path, preview: Path) -> Iterator[Progress]:
+    """Landmark-guided: speech plus portrait to `output` (mp4) and the landmark drawings to `preview`, stage by stage."""
+    pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(_device())
+    yield from _progress(pipeline.generate_video(audio, portrait, output, pose_from=pose_video or None,
+                                                 num_inference_steps=int(steps), sampler=sampler, seed=int(seed),
+                                                 face=int(face_index), batch_size=int(batch_size),
+                                                 landmark_preview_path=preview))

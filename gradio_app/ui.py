@@ -1,0 +1,218 @@
+"""The demo's page: one tab per pipeline, the settings most visitors touch in view and the rest folded away."""
+
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from ..errors import TalkingHeadError
+from ..media.video import probe_video
+from ..pipelines.dae_talker import DAETalkerPipeline
+from ..pipelines.landmark import LandmarkDiffusionPipeline
+from ..pipelines.sampling import SAMPLERS
+from .runner import (
+    BUNDLED_DAE,
+    BUNDLED_LANDMARK,
+    Limits,
+    check_audio,
+    describe_model,
+    fit_portrait,
+    load_pipeline,
+    output_path,
+    run_dae_talker,
+    run_landmark,
+)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Examples from the public-domain media in assets/: [portrait, speech, head-motion video] and [speech].
+LANDMARK_EXAMPLES = [[str(ASSETS / "astronaut.jpg"), str(ASSETS / "jfk.flac"), None],
+                     [str(ASSETS / "obama_portrait.jpg"), str(ASSETS / "librivox_0880.wav"),
+                      str(ASSETS / "obama_head_motion.mp4")]]
+DAE_EXAMPLES = [[str(ASSETS / "jfk.flac")], [str(ASSETS / "librivox_0880.wav")]]
+INTRO = """# Talking heads from speech
+Give a speech recording and get a talking-head video. **Any portrait** animates a photo you upload
+(landmark-guided diffusion, Liu et al. 2024); **DAE-Talker** animates the one person a model was trained on
+(Du et al. 2023). The bundled models were trained on a few minutes of CPU-friendly footage: expect blurry,
+low-resolution faces. The videos are synthetic: use only faces you have the consent to animate and say so
+wherever you share them."""
+
+
+def _portrait_input() -> gr.Image:
+    """The portrait upload; a file that is not a picture gets a message naming it (gr.Image alone says only that
+    preprocessing failed). Wrapped per instance: a gr.Image subclass would make gradio write a .pyi stub here."""
+    image = gr.Image(type="filepath", label="Portrait", sources=["upload", "webcam", "clipboard"])
+    preprocess = image.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except Exception:
+            name = getattr(payload, "orig_name", None) or "the file"
+            raise gr.Error(f"The portrait ({name}) is not an image this demo can read. Upload a JPEG, PNG or WebP "
+                           "photo.", print_exception=False) from None
+
+    image.preprocess = checked
+    return image
+
+
+def _follow(steps, progress: gr.Progress):
+    """Report each step to the page's progress bar; yields between steps so that Stop takes effect."""
+    for step in steps:
+        if step.total > 1:
+            progress((step.done, step.total), desc=step.description, unit="frames")
+        else:
+            progress(0, desc=step.description)
+        yield f"{step.description}…"
+
+
+def _visitor_error(error: TalkingHeadError, *uploads) -> gr.Error:
+    """The error for the page, with the server's temporary paths of the visitor's files shown as their names."""
+    message = str(error)
+    for upload in uploads:
+        if isinstance(upload, str) and upload:
+            message = message.replace(upload, Path(upload).name)
+    return gr.Error(message, print_exception=False)
+
+
+def _summary(seconds: float, video: Path, started: float, pipeline) -> str:
+    facts = probe_video(video)
+    return (f"{seconds:.1f} s of speech → {facts['num_frames']} frames, {facts['width']}x{facts['height']}, "
+            f"in {time.monotonic() - started:.0f} s. {describe_model(pipeline)}")
+
+
+def dae_talker_handler(limits: Limits):
+    """The DAE-Talker tab's generate function (a generator, so the queue can cancel it between batches)."""
+
+    def generate(model, audio, pose_video, steps, seed, output_size, sampler, batch_size, progress=gr.Progress()):
+        try:
+            seconds = check_audio(audio, limits)
+            started, video = time.monotonic(), output_path()
+            model = model or BUNDLED_DAE
+            steps_run = run_dae_talker(model, audio, pose_video, steps, sampler, seed, output_size, batch_size, video)
+            for status in _follow(steps_run, progress):
+                yield gr.skip(), status
+            yield str(video), _summary(seconds, video, started, load_pipeline(DAETalkerPipeline, model))
+        except TalkingHeadError as error:
+            raise _visitor_error(error, audio, pose_video) from None
+
+    return generate
+
+
+def landmark_handler(limits: Limits):
+    """The landmark tab's generate function (a generator, so the queue can cancel it between batches)."""
+
+    def generate(portrait, audio, pose_video, steps, seed, longest_side, model, sampler, face_index, batch_size,
+                 progress=gr.Progress()):
+        try:
+            seconds = check_audio(audio, limits)
+            image = fit_portrait(portrait, longest_side, limits)
+            started, video, preview = time.monotonic(), output_path(), output_path()
+            model = model or BUNDLED_LANDMARK
+            steps_run = run_landmark(model, audio, image, pose_video, steps, sampler, seed, face_index, batch_size,
+                                     video, preview)
+            for status in _follow(steps_run, progress):
+                yield gr.skip(), gr.skip(), status
+            yield str(video), str(preview), _summary(seconds, video, started,
+                                                     load_pipeline(LandmarkDiffusionPipeline, model))
+        except TalkingHeadError as error:
+            raise _visitor_error(error, audio, portrait, pose_video) from None
+
+    return generate
+
+
+def _common_settings(paper_steps: int):
+    steps = gr.Slider(1, paper_steps, value=25, step=1, label="Denoising steps",
+                      info=f"More is sharper and slower; the paper uses {paper_steps}.")
+    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", info="The one noise image every frame starts from.")
+    return steps, seed
+
+
+def _folded_settings():
+    sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="Sampler",
+                          info="ddim is the paper's; dpm++ and unipc need fewer steps.")
+    batch_size = gr.Slider(1, 64, value=16, step=1, label="Frames per batch", info="Lower it if memory runs short.")
+    return sampler, batch_size
+
+
+def build_app(limits: Limits | None = None) -> gr.Blocks:
+    """The demo as a gradio Blocks app (queue it and launch it, or see `launch`)."""
+    limits = limits or Limits()
+    with gr.Blocks(title="talking-head-diffusion", analytics_enabled=False) as app:
+        gr.Markdown(INTRO)
+        with gr.Tab("Any portrait"):
+            with gr.Row():
+                with gr.Column():
+                    portrait = _portrait_input()
+                    audio = gr.Audio(type="filepath", format=None, label="Speech", sources=["upload", "microphone"])
+                    pose_video = gr.Video(label="Head motion from a video (optional; the head stays still without)",
+                                          sources=["upload"])
+                    steps, seed = _common_settings(200)
+                    longest_side = gr.Slider(256, limits.max_portrait_side, value=min(512, limits.max_portrait_side),
+                                             step=64, label="Output size (longest side, pixels)",
+                                             info="Larger photos are scaled down to this.")
+                    with gr.Accordion("More settings", open=False):
+                        model = gr.Dropdown([("landmark-diffusion (bundled)", BUNDLED_LANDMARK)],
+                                            value=BUNDLED_LANDMARK, allow_custom_value=True, label="Model",
+                                            info="Or type a Hub repo id (org/name) or a local folder.")
+                        sampler, batch_size = _folded_settings()
+                        face_index = gr.Number(value=0, precision=0, minimum=0, label="Face",
+                                               info="With several faces: 0 is the largest, 1 the next, ...")
+                    with gr.Row():
+                        run = gr.Button("Generate", variant="primary")
+                        stop = gr.Button("Stop")
+                with gr.Column():
+                    video = gr.Video(label="Talking head", interactive=False)
+                    preview = gr.Video(label="Landmarks (A2L's output, L2V's condition)", interactive=False)
+                    status = gr.Markdown()
+            inputs = [portrait, audio, pose_video, steps, seed, longest_side, model, sampler, face_index, batch_size]
+            event = run.click(landmark_handler(limits), inputs, [video, preview, status], api_name="landmark")
+            stop.click(None, cancels=[event])
+            gr.Examples(LANDMARK_EXAMPLES, [portrait, audio, pose_video], [video, preview, status],
+                        fn=_with_defaults(landmark_handler(limits), inputs, 3), cache_examples=True, cache_mode="lazy")
+
+        with gr.Tab("DAE-Talker"):
+            with gr.Row():
+                with gr.Column():
+                    model = gr.Dropdown([("dae-talker-obama (bundled)", BUNDLED_DAE)], value=BUNDLED_DAE,
+                                        allow_custom_value=True, label="Model",
+                                        info="A DAE-Talker draws the one person it was trained on. Or type a Hub "
+                                             "repo id (org/name) or a local folder.")
+                    audio = gr.Audio(type="filepath", format=None, label="Speech", sources=["upload", "microphone"])
+                    pose_video = gr.Video(label="Head pose from a video (optional; predicted from the speech without)",
+                                          sources=["upload"])
+                    steps, seed = _common_settings(100)
+                    output_size = gr.Slider(0, 1024, value=256, step=32, label="Output size (pixels; 0 = the model's)")
+                    with gr.Accordion("More settings", open=False):
+                        sampler, batch_size = _folded_settings()
+                    with gr.Row():
+                        run = gr.Button("Generate", variant="primary")
+                        stop = gr.Button("Stop")
+                with gr.Column():
+                    video = gr.Video(label="Talking head", interactive=False)
+                    status = gr.Markdown()
+            inputs = [model, audio, pose_video, steps, seed, output_size, sampler, batch_size]
+            event = run.click(dae_talker_handler(limits), inputs, [video, status], api_name="dae_talker")
+            stop.click(None, cancels=[event])
+            gr.Examples(DAE_EXAMPLES, [audio], [video, status],
+                        fn=_with_defaults(dae_talker_handler(limits), inputs, 1, first=1), cache_examples=True,
+                        cache_mode="lazy")
+    return app
+
+
+def _with_defaults(handler, inputs: list, count: int, first: int = 0):
+    """`handler` called with the example's `count` values (from input `first` on) and every other input's default."""
+    defaults = [component.value for component in inputs]
+
+    def run_example(*values):
+        arguments = defaults[:first] + list(values) + defaults[first + count:]
+        yield from handler(*arguments)
+
+    return run_example
+
+
+def launch(limits: Limits | None = None, **launch_kwargs) -> gr.Blocks:
+    """Queue the demo (one run at a time, the rest wait) and serve it; `launch_kwargs` go to gradio's launch."""
+    limits = limits or Limits()
+    app = build_app(limits).queue(default_concurrency_limit=1, max_size=limits.queue_size)
+    app.launch(max_file_size=f"{limits.max_upload_mb:g}mb", show_error=True, **launch_kwargs)
+    return app
