@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import TalkingHeadError
+from .evaluation import ALL_METRICS as EVALUATION_METRICS
 
 DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
 DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
@@ -125,6 +126,11 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     import json
 
+    if args.generated or args.real:
+        _evaluate_videos(args)
+        return
+    if not args.data:
+        raise TalkingHeadError("evaluate needs --generated VIDEO... --real VIDEO..., or --data DATASET for the held-back clips")
     from .training.dataset import TalkingHeadDataset
 
     dataset = TalkingHeadDataset(args.data)
@@ -149,6 +155,22 @@ def _evaluate(args) -> None:
     if args.output:
         Path(args.output).write_text(text)
     print(text)
+
+
+def _evaluate_videos(args) -> None:
+    import json
+
+    from .evaluation.videos import MetricWeights, evaluate_videos, format_table, write_csv
+
+    weights = MetricWeights(lpips=args.lpips_weights, lpips_backbone=args.lpips_backbone_weights,
+                            syncnet=args.syncnet_weights)
+    report = evaluate_videos(args.generated, args.real or [], metrics=args.metrics, weights=weights,
+                             landmark_backend=args.landmarks, device=args.device)
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2))
+    if args.csv:
+        write_csv(report, args.csv)
+    print(format_table(report))
 
 
 def _convert(args) -> None:
@@ -239,8 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="measure a model on a dataset's held-back frames")
-    evaluate.add_argument("--data", required=True, help="a dataset folder from `talking-head prepare`")
+    evaluate = commands.add_parser("evaluate", help="measure generated videos against real ones, or a model on a "
+                                   "dataset's held-back clips")
+    evaluate.add_argument("--generated", nargs="+", help="generated videos (each with the speech it was made from)")
+    evaluate.add_argument("--real", nargs="+", help="the real videos for the same speech, in the same order")
+    evaluate.add_argument("--metrics", nargs="+", default=list(EVALUATION_METRICS), choices=EVALUATION_METRICS,
+                          help="metrics to compute for --generated/--real (default: all)")
+    evaluate.add_argument("--lpips-weights", help="LPIPS v0.1 alex.pth (default: downloaded on first use)")
+    evaluate.add_argument("--lpips-backbone-weights", help="torchvision AlexNet weights for LPIPS (default: downloaded)")
+    evaluate.add_argument("--syncnet-weights", help="SyncNet syncnet_v2.model for LSE-C/LSE-D (default: downloaded)")
+    evaluate.add_argument("--landmarks", default="dlib", help="landmark detector for the landmark metrics")
+    evaluate.add_argument("--device", default="cpu", help="where the metric networks run, e.g. cuda")
+    evaluate.add_argument("--csv", help="write the per-video table as CSV here too")
+    evaluate.add_argument("--data", help="a dataset folder from `talking-head prepare`: evaluate a model on its "
+                          "held-back clips")
     evaluate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
     evaluate.add_argument("--steps", type=int, help="sampler steps (default: 100 for dae, 50 for landmark)")

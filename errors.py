@@ -19,3 +19,7 @@ class FaceError(TalkingHeadError):
 
 class ModelError(TalkingHeadError):
     """A model folder or repo does not fit the pipeline that was asked to load it."""
+
+
+class MetricWeightsError(TalkingHeadError):
+    """A metric's network weights could not be had (download failed, no network, or a bad file)."""

@@ -21,11 +21,10 @@ from ..faces.render import lower_face_mask
 from ..media.audio import SAMPLE_RATE
 from ..media.speaker import speaker_embedding
 from ..pipelines.landmark import masked_images
-from ..training.a2l_task import landmark_errors
 from ..training.dataset import TalkingHeadDataset
 from ..training.images import to_uint8
 from .holdout import MAX_LAG_FRAMES, compare_frames
-from .metrics import best_lag, loudness_per_frame
+from .metrics import best_lag, landmark_errors, loudness_per_frame
 
 
 def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, batch_size) -> np.ndarray:

@@ -1,7 +1,12 @@
-"""Image and motion metrics: PSNR, SSIM, correlation and the best-aligning lag of two signals."""
+"""Image, landmark and motion metrics: PSNR, SSIM, landmark distances, correlation and the best-aligning lag of two
+signals."""
 
 import numpy as np
 import torch
+
+from ..faces.landmarks import INNER_LIPS, OUTER_LIPS, mouth_opening
+
+MOUTH = list(OUTER_LIPS + INNER_LIPS)
 
 
 def psnr(images: torch.Tensor, references: torch.Tensor) -> float:
@@ -45,3 +50,16 @@ def loudness_per_frame(waveform: np.ndarray, sample_rate: int, fps: float, num_f
     hop = sample_rate / fps
     return np.array([np.sqrt(np.mean(np.square(waveform[round(i * hop):round((i + 1) * hop)], dtype=np.float64)))
                      if round(i * hop) < len(waveform) else 0.0 for i in range(num_frames)])
+
+
+def landmark_errors(predicted: np.ndarray, real: np.ndarray) -> dict:
+    """Mean point distance of landmarks [T,68,2] over all 68 points and over the mouth, as a fraction of the real
+    outer-eye-corner distance, and the correlation of the mouth openings. Frames with NaN landmarks are left out."""
+    keep = ~(np.isnan(predicted).any(axis=(1, 2)) | np.isnan(real).any(axis=(1, 2)))
+    predicted, real = predicted[keep], real[keep]
+    if not len(real):
+        return {"nme": float("nan"), "mouth_nme": float("nan"), "mouth_opening_correlation": float("nan")}
+    scale = np.linalg.norm(real[:, 36] - real[:, 45], axis=-1)[:, None]
+    distance = np.linalg.norm(predicted - real, axis=-1) / scale
+    return {"nme": float(distance.mean()), "mouth_nme": float(distance[:, MOUTH].mean()),
+            "mouth_opening_correlation": pearson(mouth_opening(predicted), mouth_opening(real))}

@@ -22,15 +22,14 @@ from ..faces.align import (
     from_unit_coordinates,
     to_unit_coordinates,
 )
-from ..faces.landmarks import mouth_opening
 from ..faces.render import render_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.presets import A2L_PRESETS
 from .dataset import TalkingHeadDataset
 from .images import save_image_grid
 from .loop import module_device
+from ..evaluation.metrics import landmark_errors
 
-MOUTH = slice(48, 68)
 NUM_SAMPLE_FRAMES = 8
 SAMPLE_SIZE = 96
 
@@ -39,16 +38,6 @@ def remove_head_motion(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarr
     """Landmarks [T,68,2] each moved by the similarity that best puts its stable points onto `reference`'s."""
     stable = list(STABLE_POINTS)
     return np.stack([apply_affine(points, fit_similarity(points[stable], reference[stable])) for points in landmarks])
-
-
-def landmark_errors(predicted: np.ndarray, real: np.ndarray) -> dict:
-    """Mean point distance over all 68 points and over the mouth, as a fraction of the outer-eye-corner distance."""
-    scale = np.linalg.norm(real[:, 36] - real[:, 45], axis=-1)[:, None]
-    distance = np.linalg.norm(predicted - real, axis=-1) / scale
-    opening_real, opening_predicted = mouth_opening(real), mouth_opening(predicted)
-    correlation = float(np.corrcoef(opening_real, opening_predicted)[0, 1]) if opening_predicted.std() > 0 else 0.0
-    return {"nme": float(distance.mean()), "mouth_nme": float(distance[:, MOUTH].mean()),
-            "mouth_opening_correlation": correlation}
 
 
 def _random_shape_change(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

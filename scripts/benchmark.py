@@ -1,0 +1,179 @@
+"""Where time and memory go in both pipelines: every stage timed, frames per second and peak memory, at the paper's
+settings and faster ones, against the paper's procedure done naively (one frame at a time) in the same run, and on
+several minutes of audio to show that memory stays flat as the video grows.
+
+    python scripts/benchmark.py [--device cuda] [--audio assets/librivox_0880.wav] [--long-minutes 3] [--json FILE]
+
+Each configuration runs in a process of its own, so the peak memory it reports is its own (resident set size on
+the CPU; torch's peak allocation on a GPU, with bf16 weights). Prints a Markdown table.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTRAIT = ROOT / "assets" / "astronaut.jpg"
+
+
+def configurations(device: str, long_minutes: float) -> list[dict]:
+    """The runs: (pipeline, steps, sampler, batch) at the paper's settings, naive, faster; and long inputs."""
+    dtypes = ["float32"] + (["bfloat16"] if device == "cuda" else [])
+    runs = []
+    for dtype in dtypes:
+        for pipeline, paper_steps in (("dae", 100), ("landmark", 200)):
+            base = {"pipeline": pipeline, "device": device, "dtype": dtype}
+            runs += [
+                {**base, "name": "paper, naive (1 frame at a time)", "steps": paper_steps, "sampler": "ddim", "batch": 1,
+                 "keep_frames": True},
+                {**base, "name": "paper settings, batched", "steps": paper_steps, "sampler": "ddim", "batch": 16,
+                 "keep_frames": True},
+                {**base, "name": "faster: dpm++ 25 steps", "steps": 25, "sampler": "dpm++", "batch": 16, "keep_frames": True},
+                {**base, "name": "faster: dpm++ 25 steps, batch 64", "steps": 25, "sampler": "dpm++", "batch": 64},
+            ]
+    for pipeline in ("dae", "landmark"):
+        for minutes in (0.2, long_minutes):
+            runs.append({"pipeline": pipeline, "device": device, "dtype": dtypes[-1], "name": f"{minutes:g} min of audio",
+                         "steps": 5, "sampler": "dpm++", "batch": 16, "minutes": minutes})
+    return runs
+
+
+def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
+    """Run one configuration in this process; returns its timings and peak memory."""
+    import torch
+
+    from talking_head.media.audio import SAMPLE_RATE, load_audio
+    from talking_head.media.video import VideoWriter
+
+    device, dtype = torch.device(config["device"]), getattr(torch, config["dtype"])
+    waveform = load_audio(audio)
+    if "minutes" in config:
+        waveform = np.resize(waveform, int(config["minutes"] * 60 * SAMPLE_RATE))
+    timings, started = {}, time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal started
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        timings[stage] = timings.get(stage, 0.0) + now - started
+        started = now
+
+    if config["pipeline"] == "dae":
+        from talking_head.pipelines.dae_talker import DAETalkerPipeline
+
+        pipe = DAETalkerPipeline.from_pretrained(ROOT / "pretrained" / "dae-talker-obama", torch_dtype=dtype).to(device)
+        lap("load")
+        features = pipe.feature_extractor(waveform, SAMPLE_RATE)
+        lap("audio features")
+        latents = pipe.speech_to_latents(features)
+        lap("speech2latent + pose")
+        batches = pipe.decode_latents(latents, pipe.initial_noise(0), config["steps"], config["sampler"], config["batch"])
+        count = len(latents)
+    else:
+        from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
+
+        pipe = LandmarkDiffusionPipeline.from_pretrained(ROOT / "pretrained" / "landmark-diffusion", torch_dtype=dtype).to(device)
+        lap("load")
+        face = pipe.find_face(PORTRAIT)
+        lap("face")
+        features, voice = pipe.encode_audio(waveform)
+        lap("audio features")
+        landmarks = pipe.audio_to_landmarks(features, voice, face.crop_landmarks)
+        lap("A2L")
+        still = pipe.still_head(len(landmarks))
+        batches = pipe.generate_crops(face, landmarks, still, pipe.initial_noise(0), config["steps"], config["sampler"],
+                                      config["batch"])
+        count = len(landmarks)
+    kept = []
+    with tempfile.TemporaryDirectory() as folder, \
+            VideoWriter(Path(folder) / "out.mp4", fps=pipe.fps, waveform=waveform) as writer:
+        start = 0
+        for batch in batches:
+            lap("denoising")
+            if config["pipeline"] == "landmark":
+                stop = start + len(batch)
+                batch = pipe.paste_back(face, batch, landmarks[start:stop], still[start:stop])
+                start = stop
+                lap("paste-back")
+            if frames_path is not None:
+                kept.append(batch)
+            writer.write(batch)
+            lap("video writing")
+    lap("video writing")
+    if frames_path is not None:
+        np.save(frames_path, np.concatenate(kept))
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    generating = sum(seconds for stage, seconds in timings.items() if stage != "load")
+    return {**config, "frames": count, "timings": timings, "fps": count / generating, "peak_mib": peak / 2**20}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--audio", default=str(ROOT / "assets" / "librivox_0880.wav"))
+    parser.add_argument("--long-minutes", type=float, default=3.0)
+    parser.add_argument("--json", help="also write every result here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration (JSON) and print its result
+    parser.add_argument("--frames", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one), Path(args.audio), Path(args.frames) if args.frames else None)))
+        return
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, config in enumerate(configurations(args.device, args.long_minutes)):
+            frames = Path(folder) / f"{index}.npy" if config.pop("keep_frames", False) else None
+            command = [sys.executable, __file__, "--audio", args.audio, "--one", json.dumps(config)]
+            command += ["--frames", str(frames)] if frames else []
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            if frames is not None:
+                naive = next((r for r in results if r["pipeline"] == config["pipeline"] and r["dtype"] == config["dtype"]
+                              and r["name"].startswith("paper, naive")), None)
+                if naive is not None:
+                    result["speed_up"] = result["fps"] / naive["fps"]
+                    result["psnr_vs_naive_db"] = _psnr(np.load(frames), np.load(naive["frames_file"]))
+                result["frames_file"] = str(frames)
+            results.append(result)
+            print(f"{config['pipeline']:8} {config['name']:36} {result['fps']:7.2f} frames/s  "
+                  f"{result['peak_mib']:7.0f} MiB", file=sys.stderr, flush=True)
+    for result in results:
+        result.pop("frames_file", None)
+    print(markdown_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The results as a Markdown table, one row per run."""
+    stages = ["audio features", "speech2latent + pose", "A2L", "denoising", "paste-back", "video writing"]
+    lines = ["| pipeline | run | dtype | steps | batch | frames | " + " | ".join(f"{stage} (s)" for stage in stages)
+             + " | frames/s | peak MiB | speed-up vs naive | PSNR vs naive (dB) |",
+             "|" + "---|" * (12 + len(stages) - 6 + 4)]
+    for result in results:
+        cells = [result["pipeline"], result["name"], result["dtype"], str(result["steps"]), str(result["batch"]),
+                 str(result["frames"])]
+        cells += [f"{result['timings'][stage]:.1f}" if stage in result["timings"] else "" for stage in stages]
+        cells += [f"{result['fps']:.2f}", f"{result['peak_mib']:.0f}",
+                  f"{result['speed_up']:.1f}x" if "speed_up" in result else "",
+                  f"{result['psnr_vs_naive_db']:.1f}" if "psnr_vs_naive_db" in result else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""`talking-head evaluate` on videos: generated against real for the same audio. Known inputs: identical videos get
+the ideal scores, a blurred video scores worse on every image metric, an audio track shifted by 5 frames moves the
+speech-to-mouth offset by 5, and the metrics without weights say so while the rest are computed."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from talking_head.cli import main
+from talking_head.errors import TalkingHeadError
+from talking_head.evaluation.lpips import LPIPS
+from talking_head.evaluation.syncnet import SyncNet
+from talking_head.evaluation.videos import MetricWeights, evaluate_videos
+from talking_head.media._ffmpeg import run_ffmpeg
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ADDRESS = FIXTURES / "obama_address_6s.mp4"  # 6 s of a presidential weekly address (US-government work, public domain)
+SHIFT_FRAMES = 5
+
+
+def _ffmpeg(*arguments) -> None:
+    result = run_ffmpeg(["-y", *map(str, arguments)])
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict:
+    """The address as it is, blurred, and with its sound 5 frames (200 ms) late."""
+    folder = tmp_path_factory.mktemp("videos")
+    _ffmpeg("-i", ADDRESS, "-vf", "boxblur=4:1", "-c:v", "libx264", "-crf", "18", "-c:a", "copy", folder / "blurred.mp4")
+    _ffmpeg("-i", ADDRESS, "-af", f"adelay={SHIFT_FRAMES * 40}", "-c:v", "copy", "-c:a", "aac", "-t", "6.08",
+            folder / "late_sound.mp4")
+    return {"real": ADDRESS, "blurred": folder / "blurred.mp4", "late_sound": folder / "late_sound.mp4"}
+
+
+@pytest.fixture(scope="module")
+def network_weights(tmp_path_factory) -> MetricWeights:
+    """LPIPS and SyncNet weight files in the real formats (torchvision AlexNet, lpips alex.pth, syncnet_v2.model)
+    with random values: the real ones cannot be downloaded here. LPIPS(x, x) = 0 and blur > 0 hold for any
+    non-negative linear weights; SyncNet's scores are only checked to be well formed."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    model = LPIPS()
+    torch.save({f"features.{key}": value for key, value in model.features.state_dict().items()}, folder / "alexnet.pth")
+    torch.save({f"lin{index}.model.1.weight": layer.weight.detach().abs() for index, layer in enumerate(model.linear_layers)},
+               folder / "alex.pth")
+    torch.save(SyncNet().state_dict(), folder / "syncnet_v2.model")
+    return MetricWeights(lpips=str(folder / "alex.pth"), lpips_backbone=str(folder / "alexnet.pth"),
+                         syncnet=str(folder / "syncnet_v2.model"))
+
+
+@pytest.fixture(scope="module")
+def report(videos, network_weights) -> dict:
+    generated = [videos["real"], videos["blurred"], videos["late_sound"]]
+    return evaluate_videos(generated, [videos["real"]] * 3,
+                           metrics=("psnr", "ssim", "pixel_mse", "landmarks", "sync", "lpips", "tlp", "lse", "fid"),
+                           weights=network_weights)
+
+
+def test_identical_videos_get_the_ideal_scores(report):
+    same = report["videos"][0]
+    assert same["frames"] == 152 and same["face_found"] == 1
+    assert same["psnr"] == pytest.approx(100) and same["ssim"] == pytest.approx(1, abs=1e-6)
+    assert same["lpips"] == 0 and same["tlp"] == 0
+    assert same["landmark_distance_face"] == 0 and same["landmark_distance_mouth"] == 0
+    assert same["mouth_opening_correlation"] == pytest.approx(1)
+    assert same["pixel_mse"] == same["pixel_mse_real"] > 0
+    assert same["sync_offset_frames"] == same["real_sync_offset_frames"]
+
+
+def test_a_blurred_video_scores_worse_on_every_image_metric(report):
+    same, blurred = report["videos"][0], report["videos"][1]
+    assert blurred["psnr"] < 35 and blurred["ssim"] < 0.95 and blurred["lpips"] > 0
+    assert blurred["psnr"] < same["psnr"] and blurred["ssim"] < same["ssim"] and blurred["lpips"] > same["lpips"]
+    assert blurred["landmark_distance_face"] > same["landmark_distance_face"]
+
+
+def test_sound_five_frames_late_moves_the_speech_to_mouth_offset_by_five(report):
+    same, late = report["videos"][0], report["videos"][2]
+    assert late["sync_offset_frames"] == same["sync_offset_frames"] - SHIFT_FRAMES  # the mouth now leads the sound
+    assert late["real_sync_offset_frames"] == same["real_sync_offset_frames"]  # the real video keeps its own sound
+    assert late["psnr"] == pytest.approx(100)  # the pictures are the same
+
+
+def test_syncnet_scores_come_from_the_face_crops_of_every_frame(report):
+    for video in report["videos"]:
+        assert np.isfinite([video["lse_c"], video["lse_d"]]).all() and video["lse_c"] >= 0
+        assert abs(video["lse_offset_frames"]) <= 15
+
+
+def test_a_metric_without_its_network_says_why_and_the_rest_are_computed(report):
+    assert "torch-fidelity" in report["unavailable"]["fid"]  # it cannot be imported here
+    assert "fid" not in report["mean"] and "psnr" in report["mean"]
+
+
+def test_the_command_writes_the_table_csv_and_json(videos, network_weights, tmp_path, capsys):
+    status = main(["evaluate", "--generated", str(videos["blurred"]), "--real", str(videos["real"]),
+                   "--metrics", "psnr", "ssim", "lpips", "--lpips-weights", network_weights.lpips,
+                   "--lpips-backbone-weights", network_weights.lpips_backbone,
+                   "--csv", str(tmp_path / "table.csv"), "-o", str(tmp_path / "report.json")])
+    printed = capsys.readouterr().out
+    assert status == 0 and "blurred.mp4" in printed and "mean" in printed and "lpips" in printed
+    rows = list(csv.DictReader(open(tmp_path / "table.csv")))
+    assert [row["generated"] for row in rows] == [str(videos["blurred"]), "mean"]
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["settings"]["metrics"] == ["lpips", "psnr", "ssim"]
+    assert float(rows[0]["psnr"]) == pytest.approx(saved["videos"][0]["psnr"])
+
+
+def test_without_the_weights_and_offline_lpips_is_reported_unavailable_with_the_option_to_give(videos, monkeypatch,
+                                                                                             tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("offline")))
+    report = evaluate_videos([videos["blurred"]], [videos["real"]], metrics=("psnr", "lpips"))
+    assert "--lpips-backbone-weights" in report["unavailable"]["lpips"] and "offline" in report["unavailable"]["lpips"]
+    assert report["mean"]["psnr"] < 35
+
+
+def test_unpaired_videos_and_unknown_metrics_are_refused(videos):
+    with pytest.raises(TalkingHeadError, match="one real video for each generated one"):
+        evaluate_videos([videos["real"], videos["blurred"]], [videos["real"]])
+    with pytest.raises(TalkingHeadError, match="unknown metrics"):
+        evaluate_videos([videos["real"]], [videos["real"]], metrics=("psnr", "beauty"))
+
+
+def test_landmark_distances_are_scale_free_fractions_of_the_eye_distance():
+    from talking_head.evaluation.metrics import landmark_errors
+
+    real = np.random.default_rng(0).normal(size=(4, 68, 2)) * 10
+    real[:, 36], real[:, 45] = (0, 0), (100, 0)  # outer eye corners 100 apart
+    moved = real + np.array([5.0, 0.0])  # every point 5 to the right: 5 % of the eye distance
+    errors = landmark_errors(moved, real)
+    assert errors["nme"] == pytest.approx(0.05) and errors["mouth_nme"] == pytest.approx(0.05)
+    errors_with_a_missing_frame = landmark_errors(np.concatenate([moved, np.full((1, 68, 2), np.nan)]),
+                                                  np.concatenate([real, real[:1]]))
+    assert errors_with_a_missing_frame["nme"] == pytest.approx(0.05)
