@@ -78,7 +78,7 @@ class AudioEncoder:
             features, voice = model.encode_audio(waveform)
         else:
             features = model.encode_audio(waveform)
-        return (Speech(waveform, features, model.fps, model.feature_extractor.to_config(), voice),)
+        return (Speech(features, model.fps, model.feature_extractor.to_config(), voice),)
 
 
 class PosePredictor:

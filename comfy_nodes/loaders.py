@@ -69,8 +69,9 @@ class _PipelineLoader:
                 "model": (choices, {"default": cls.DEFAULT if cls.DEFAULT in choices else choices[0],
                                     "tooltip": "A bundled model or a pipeline folder under models/talking_head."}),
                 "hub_repo_id": ("STRING", {"default": "",
-                                           "tooltip": "A Hugging Face Hub repo id (org/name). When set it replaces `model`; "
-                                                      "it is downloaded into models/talking_head/hub when the node runs."}),
+                                           "tooltip": "A Hugging Face Hub repo id (org/name), or a folder path. When set it "
+                                                      "replaces `model`; a repo is downloaded into models/talking_head/hub "
+                                                      "when the node runs."}),
                 "precision": (list(PRECISIONS), {"default": "auto",
                                                  "tooltip": "Weights' precision: auto is fp16 on a GPU and fp32 on the CPU."}),
             }

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import TalkingHeadError
-from ..media.audio import SAMPLE_RATE, prepare_waveform
+from ..media.audio import prepare_waveform
 
 # Type names of the pack's wires.
 DAE_MODEL = "TALKINGHEAD_DAE_MODEL"
@@ -28,7 +28,6 @@ LANDMARKS = "TALKINGHEAD_LANDMARKS"
 class Speech:
     """Speech features at the video frame rate, for the model whose front end made them."""
 
-    waveform: np.ndarray  # 16 kHz mono float32
     features: torch.Tensor  # [T,F]
     fps: float
     front_end: dict  # the AudioFeatureExtractor's config: kind, fps, model name
@@ -80,11 +79,6 @@ def audio_waveform(audio: dict) -> np.ndarray:
     waveform = audio["waveform"]
     waveform = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
     return prepare_waveform(waveform, int(audio["sample_rate"]), what="the audio input")
-
-
-def comfy_audio(waveform: np.ndarray) -> dict:
-    """A ComfyUI AUDIO value [1,1,T] at 16 kHz from a mono waveform."""
-    return {"waveform": torch.from_numpy(np.asarray(waveform, np.float32)).reshape(1, 1, -1), "sample_rate": SAMPLE_RATE}
 
 
 def image_frames(image: torch.Tensor, what: str) -> np.ndarray:
