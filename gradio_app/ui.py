@@ -24,10 +24,10 @@ from .runner import (
 )
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-# Examples from the public-domain media in assets/: [portrait, speech, head-motion video] and [speech].
-LANDMARK_EXAMPLES = [[str(ASSETS / "astronaut.jpg"), str(ASSETS / "jfk.flac"), None],
-                     [str(ASSETS / "obama_portrait.jpg"), str(ASSETS / "librivox_0880.wav"),
-                      str(ASSETS / "obama_head_motion.mp4")]]
+# Examples from the public-domain media in assets/: [portrait, speech], [portrait, speech, head-motion video], [speech].
+LANDMARK_EXAMPLES = [[str(ASSETS / "astronaut.jpg"), str(ASSETS / "jfk.flac")]]
+HEAD_MOTION_EXAMPLES = [[str(ASSETS / "obama_portrait.jpg"), str(ASSETS / "librivox_0880.wav"),
+                         str(ASSETS / "obama_head_motion.mp4")]]
 DAE_EXAMPLES = [[str(ASSETS / "jfk.flac")], [str(ASSETS / "librivox_0880.wav")]]
 INTRO = """# Talking heads from speech
 Give a speech recording and get a talking-head video. **Any portrait** animates a photo you upload
@@ -167,8 +167,11 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
             inputs = [portrait, audio, pose_video, steps, seed, longest_side, model, sampler, face_index, batch_size]
             event = run.click(landmark_handler(limits), inputs, [video, preview, status], api_name="landmark")
             stop.click(None, cancels=[event])
-            gr.Examples(LANDMARK_EXAMPLES, [portrait, audio, pose_video], [video, preview, status],
-                        fn=_with_defaults(landmark_handler(limits), inputs, 3), cache_examples=True, cache_mode="lazy")
+            for examples, label in ((LANDMARK_EXAMPLES, "Examples"), (HEAD_MOTION_EXAMPLES, "With head motion from a video")):
+                count = len(examples[0])
+                gr.Examples(examples, inputs[:count], [video, preview, status], label=label,
+                            fn=_with_defaults(landmark_handler(limits), inputs, count), cache_examples=True,
+                            cache_mode="lazy")
 
         with gr.Tab("DAE-Talker"):
             with gr.Row():

@@ -18,7 +18,7 @@ pytest.importorskip("gradio", reason="the demo needs gradio (the dev extra insta
 from gradio_client import Client, handle_file  # noqa: E402
 
 from talking_head.gradio_app import runner  # noqa: E402
-from talking_head.gradio_app.ui import LANDMARK_EXAMPLES, build_app  # noqa: E402
+from talking_head.gradio_app.ui import HEAD_MOTION_EXAMPLES, build_app  # noqa: E402
 from talking_head.media.audio import load_audio  # noqa: E402
 from talking_head.media.video import probe_video  # noqa: E402
 from audio_files import write_wav  # noqa: E402
@@ -94,7 +94,7 @@ def test_the_dae_talker_tab_turns_speech_into_a_video(client, files):
 
 
 def test_the_portrait_example_with_a_head_motion_video_runs_with_the_bundled_model(client):
-    portrait, speech, head_motion = LANDMARK_EXAMPLES[1]
+    portrait, speech, head_motion = HEAD_MOTION_EXAMPLES[0]
     video, _, status = client.predict(handle_file(portrait), handle_file(speech), handle_file(head_motion), 10, 0, 256,
                                       "", "ddim", 0, 16, api_name="/landmark")  # "": the bundled model
     facts = probe_video(video)
