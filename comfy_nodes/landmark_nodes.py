@@ -2,7 +2,6 @@
 L2VDenoise and paste-back."""
 
 from ..errors import TalkingHeadError
-from ..faces.align import from_unit_coordinates, to_unit_coordinates
 from ..faces.portrait import PortraitFace
 from ..faces.render import render_landmarks
 from ..media.video import resize_frames
@@ -140,8 +139,7 @@ class LandmarkRender:
     def render(self, landmarks: Landmarks, size=256):
         images = ImageBatch(len(landmarks.points))
         for start in range(0, len(landmarks.points), RENDER_CHUNK):
-            unit = to_unit_coordinates(landmarks.points[start:start + RENDER_CHUNK], landmarks.crop_size)
-            images.add(render_landmarks(from_unit_coordinates(unit, size), size))
+            images.add(render_landmarks(landmarks.points[start:start + RENDER_CHUNK], size, from_size=landmarks.crop_size))
         return (images.image, landmarks.fps)
 
 

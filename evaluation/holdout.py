@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..faces.landmarks import get_landmarker, mouth_opening
+from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
 from ..training.dataset import TalkingHeadDataset
 from .metrics import best_lag, pearson, psnr, ssim
 
@@ -23,9 +23,9 @@ def mouth_openings(frames: np.ndarray, landmarker) -> np.ndarray:
     openings = np.full(len(frames), np.nan)
     for index, frame in enumerate(frames):
         image = np.asarray(Image.fromarray(frame).resize((LANDMARK_SIZE, LANDMARK_SIZE), Image.BICUBIC))
-        boxes = landmarker.detect(image)
-        if boxes:
-            openings[index] = mouth_opening(landmarker.landmarks(image, boxes[0]))
+        points = largest_face_landmarks(landmarker, image)
+        if points is not None:
+            openings[index] = mouth_opening(points)
     return openings
 
 

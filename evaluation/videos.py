@@ -24,11 +24,11 @@ import torch
 
 from ..errors import MetricWeightsError, TalkingHeadError
 from ..faces.align import crop_box_from_landmarks, crop_and_resize
-from ..faces.landmarks import get_landmarker, mouth_opening
+from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.video import probe_video, read_video_frames
 from . import ALL_METRICS
-from .metrics import best_lag, landmark_errors, loudness_per_frame, ssim
+from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def _landmarks_of(frames: np.ndarray, landmarker) -> np.ndarray:
     """Landmarks [B,68,2] of the largest face per frame, NaN where there is none."""
     found = np.full((len(frames), 68, 2), np.nan, np.float32)
     for index, frame in enumerate(frames):
-        boxes = landmarker.detect(frame)
-        if boxes:
-            found[index] = landmarker.landmarks(frame, boxes[0])
+        points = largest_face_landmarks(landmarker, frame)
+        if points is not None:
+            found[index] = points
     return found
 
 
@@ -114,8 +114,7 @@ class _PairMeasure:
         device = self.networks.device
         images, references = _as_images(generated, device), _as_images(real, device)
         count = len(images)
-        mse = (images - references).pow(2).flatten(1).mean(1).clamp(min=1e-10)
-        self.sums["psnr"] += float((10 * torch.log10(1 / mse)).sum())
+        self.sums["psnr"] += psnr(images, references) * count
         if "ssim" in self.metrics:
             self.sums["ssim"] += ssim(images, references) * count
         if self.previous is not None:  # consecutive pairs across the batch boundary too

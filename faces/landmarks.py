@@ -182,6 +182,12 @@ def _load_landmarker(name: str):
     return _LANDMARKERS[name]()
 
 
+def largest_face_landmarks(landmarker, image: np.ndarray) -> np.ndarray | None:
+    """Landmarks [68,2] of the largest face in a uint8 RGB image, or None when it shows no face."""
+    boxes = landmarker.detect(image)
+    return landmarker.landmarks(image, boxes[0]) if boxes else None
+
+
 def _largest_box(landmarker, image, what: str = "the image"):
     boxes = landmarker.detect(image)
     if not boxes:

@@ -26,12 +26,15 @@ _PART_STYLE = (
 _LOWER_FACE = list(range(1, 16)) + [29]
 
 
-def render_landmarks(landmarks, size: int, thickness: int | None = None) -> np.ndarray:
-    """Draw landmarks ``[68,2]`` or ``[T,68,2]`` (pixels of a ``size`` x ``size`` image) as uint8 RGB images.
+def render_landmarks(landmarks, size: int, thickness: int | None = None, from_size: int | None = None) -> np.ndarray:
+    """Draw landmarks ``[68,2]`` or ``[T,68,2]`` (pixels of a ``size`` x ``size`` image, or of a ``from_size`` one,
+    rescaled) as uint8 RGB images.
 
     Returns ``[size,size,3]`` or ``[T,size,size,3]``. Lines are ``size / 96`` pixels wide unless given.
     """
     points = np.asarray(landmarks, dtype=np.float64)
+    if from_size is not None:
+        points = (points + 0.5) * (size / from_size) - 0.5  # pixel centres of one image size onto another
     single = points.ndim == 2
     points = points[None] if single else points
     if points.ndim != 3 or points.shape[1:] != (68, 2):

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from ..errors import FaceError, TalkingHeadError
 from ..media.video import read_video_frames
-from .landmarks import get_landmarker
+from .landmarks import get_landmarker, largest_face_landmarks
 from .pose import estimate_head_pose
 
 MAX_MISSING_FACE_FRACTION = 0.2
@@ -29,8 +29,7 @@ def landmarks_through_frames(batches: Iterable[np.ndarray], landmarker, what: st
     for batch in batches:
         for frame in batch:
             image_size = (frame.shape[1], frame.shape[0])
-            boxes = landmarker.detect(frame)
-            per_frame.append(landmarker.landmarks(frame, boxes[0]) if boxes else None)
+            per_frame.append(largest_face_landmarks(landmarker, frame))
     found = np.array([points is not None for points in per_frame])
     if not found.any():
         raise FaceError(f"no face found in any frame of {what}")

@@ -41,6 +41,13 @@ class TalkingHeadPipeline(DiffusionPipeline):
             logger.warning("model %s has no training record: it is untrained or its provenance is unknown",
                            self.config.get("_name_or_path"))
 
+    @staticmethod
+    def _run_to_end(steps, callback) -> None:
+        """Run a `generate_video` iteration to its end, passing the frame progress to `callback(done, total)`."""
+        for stage, done, total in steps:
+            if callback is not None and stage == "frames":
+                callback(done, total)
+
     def video_metadata(self, **settings) -> dict:
         """Tags for the output file: synthetic, which model, whether it was trained, and the settings."""
         return {"model": str(self.config.get("_name_or_path", "unknown")), "pipeline": type(self).__name__,

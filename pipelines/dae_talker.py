@@ -257,7 +257,5 @@ class DAETalkerPipeline(TalkingHeadPipeline):
                  callback: ProgressCallback | None = None, **settings) -> Path:
         """Speech file to an mp4 at `output_path`; returns the path. `settings` as for `generate_video`;
         `callback(done, total)` follows the frames."""
-        for stage, done, total in self.generate_video(audio, output_path, **settings):
-            if callback is not None and stage == "frames":
-                callback(done, total)
+        self._run_to_end(self.generate_video(audio, output_path, **settings), callback)
         return Path(output_path)

@@ -198,8 +198,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     # -- stage 4: L2V ---------------------------------------------------------------------------------
     def render(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
         """The landmarks [T,68,2] (crop pixels) drawn as uint8 images [T,S,S,3], L2V's visual condition."""
-        size = size or self.image_size
-        return render_landmarks(from_unit_coordinates(to_unit_coordinates(np.asarray(landmarks), self.image_size), size), size)
+        return render_landmarks(landmarks, size or self.image_size, from_size=self.image_size)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N,3,S,S] in [-1,1] to scaled latents."""
@@ -350,9 +349,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                  callback: ProgressCallback | None = None, **settings) -> Path:
         """Speech file plus portrait to an mp4 at `output_path`; returns the path. `settings` as for
         `generate_video`; `callback(done, total)` follows the frames."""
-        for stage, done, total in self.generate_video(audio, image, output_path, **settings):
-            if callback is not None and stage == "frames":
-                callback(done, total)
+        self._run_to_end(self.generate_video(audio, image, output_path, **settings), callback)
         return Path(output_path)
 
 
