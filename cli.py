@@ -95,7 +95,7 @@ def _train(args) -> None:
 
         task = DAETask(dataset, image_size=args.resolution, autoencoder=args.autoencoder,
                        unet_preset=args.preset or "latent-small", encoder_preset=args.encoder_preset,
-                       prediction_type=args.prediction)
+                       prediction_type=args.prediction, mouth_weight=args.mouth_weight)
     elif args.model == "l2v":
         from .training.l2v_task import L2VTask
 
@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--augment", action="store_true",
                        help="flip and recolour the frames, to reconstruct unseen faces too (autoencoder)")
     train.add_argument("--prediction", choices=["v_prediction", "epsilon"], default="v_prediction")
+    train.add_argument("--mouth-weight", type=float, default=1.0,
+                       help="weigh the loss over the mouth this many times the rest of the frame (dae)")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
     train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")
     train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent, a2l)")
@@ -282,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--real-pose", action="store_true",
                           help="drive the pose with the real one instead of the predicted (dae)")
-    evaluate.add_argument("--with-ceiling", action="store_true", help="also decode the real frames' own latents (dae)")
+    evaluate.add_argument("--with-ceiling", action="store_true",
+                          help="also measure each stage alone: the real frames at the model's size, the frame "
+                               "autoencoder, the decoder from the real frames' own latents (dae)")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here too")
     evaluate.set_defaults(run=_evaluate)
 

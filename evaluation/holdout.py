@@ -2,8 +2,10 @@
 
 Figures: PSNR and SSIM against the real frames for the same audio; the mouth opening (68-point landmarks
 of the generated frames) against the real one: its correlation and the lag that aligns them best. With
-`with_ceiling`, the same for frames decoded from the real frames' own semantic latents: the most the
-speech2latent model could reach with this decoder.
+`with_ceiling`, the same for each stage alone, so the figures show where quality is lost:
+`measured_` the real frames shrunk to the model's size (what the mouth measurement itself can reach),
+`autoencoder_` the real frames through the frame autoencoder (latent-space models), and `ceiling_` frames
+decoded from the real frames' own semantic latents (the most speech2latent could reach with this decoder).
 """
 
 import numpy as np
@@ -52,6 +54,11 @@ def compare_frames(generated: np.ndarray, real: torch.Tensor, real_opening: np.n
     return figures
 
 
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images [N,3,H,W] in [-1,1] as uint8 frames [N,H,W,3]."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 @torch.no_grad()
 def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 100,
                         sampler: str = "ddim", seed: int = 0, batch_size: int = 16, use_real_pose: bool = False,
@@ -73,6 +80,14 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
         generated = np.concatenate(list(pipeline.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size)))
         figures = {"clip": clip.name, "frames": stop - start, **compare_frames(generated, real, real_opening, landmarker)}
         if with_ceiling:
+            as_uint8 = _to_uint8(real)
+            figures.update({f"measured_{k}": v for k, v in compare_frames(as_uint8, real, real_opening, landmarker).items()
+                            if k.startswith("mouth_")})
+            if pipeline.vae is not None:
+                reconstructed = torch.cat([pipeline.vae(chunk.to(pipeline.device, pipeline.dtype)).sample.float().cpu()
+                                           for chunk in real.split(batch_size)])
+                figures.update({f"autoencoder_{k}": v for k, v in
+                                compare_frames(_to_uint8(reconstructed), real, real_opening, landmarker).items()})
             own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
             decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps, sampler, batch_size)))
             figures.update({f"ceiling_{k}": v for k, v in compare_frames(decoded, real, real_opening, landmarker).items()})

@@ -14,10 +14,13 @@ the consent of the person shown, label the results as synthetic (the files it wr
 def write_model_card(folder: Path, pipeline_class: str, training_record: dict | None) -> Path:
     """Write `folder/README.md`: Hub metadata, training data, configuration, measured quality, responsible use.
 
-    The record's optional "card" entry gives the title, licence, data description and free text.
+    The record's optional "card" entry gives the title, licence, data description and free text; its optional
+    "previous" entry (the title and evaluation of the version this one replaces) adds a table of both versions'
+    figures.
     """
     record = dict(training_record or {})
     card = record.pop("card", {})
+    previous = record.pop("previous", None)
     title, license = card.get("title"), card.get("license", "other")
     data_description, extra_sections = card.get("data", ""), card.get("notes", "")
     lines = ["---", f"license: {license}", "library_name: diffusers", "tags:", "- talking-head", "- speech-to-video",
@@ -32,9 +35,26 @@ def write_model_card(folder: Path, pipeline_class: str, training_record: dict | 
         lines += [f"## Training: {stage}", "```json", json.dumps(summary, indent=2), "```", ""]
     if "evaluation" in record:
         lines += ["## Measured quality on held-back footage", "```json", json.dumps(record["evaluation"], indent=2), "```", ""]
+        if previous:
+            lines += _comparison(previous, record["evaluation"])
     if extra_sections:
         lines += [extra_sections, ""]
     lines += [RESPONSIBLE_USE, ""]
     path = Path(folder) / CARD_FILE
     path.write_text("\n".join(lines))
     return path
+
+
+def _comparison(previous: dict, evaluation: dict) -> list[str]:
+    """Markdown lines: the figures both evaluations report, the previous version's beside this one's."""
+    before, now = previous["evaluation"].get("mean", {}), evaluation.get("mean", {})
+    lines = ["## Against the previous version",
+             f"The version this one replaces, {previous['title']}, measured on the same held-back footage "
+             f"(previous settings: {json.dumps(previous['evaluation'].get('settings', {}))}).", "",
+             "| figure | previous | this version |", "|---|---|---|"]
+    lines += [f"| {name} | {_figure(before[name])} | {_figure(value)} |" for name, value in now.items() if name in before]
+    return lines + [""]
+
+
+def _figure(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

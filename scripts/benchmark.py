@@ -2,7 +2,8 @@
 settings and faster ones, against the paper's procedure done naively (one frame at a time) in the same run, and on
 several minutes of audio to show that memory stays flat as the video grows.
 
-    python scripts/benchmark.py [--device cuda] [--audio assets/librivox_0880.wav] [--long-minutes 3] [--json FILE]
+    python scripts/benchmark.py [--device cuda] [--pipeline dae] [--audio assets/librivox_0880.wav] [--long-minutes 3]
+                                [--json FILE]
 
 Each configuration runs in a process of its own, so the peak memory it reports is its own (resident set size on
 the CPU; torch's peak allocation on a GPU, with bf16 weights). Prints a Markdown table.
@@ -23,12 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PORTRAIT = ROOT / "assets" / "astronaut.jpg"
 
 
-def configurations(device: str, long_minutes: float) -> list[dict]:
+PIPELINES = ("dae", "landmark")
+
+
+def configurations(device: str, long_minutes: float, pipelines=PIPELINES) -> list[dict]:
     """The runs: (pipeline, steps, sampler, batch) at the paper's settings, naive, faster; and long inputs."""
     dtypes = ["float32"] + (["bfloat16"] if device == "cuda" else [])
     runs = []
     for dtype in dtypes:
         for pipeline, paper_steps in (("dae", 100), ("landmark", 200)):
+            if pipeline not in pipelines:
+                continue
             base = {"pipeline": pipeline, "device": device, "dtype": dtype}
             runs += [
                 {**base, "name": "paper, naive (1 frame at a time)", "steps": paper_steps, "sampler": "ddim", "batch": 1,
@@ -38,7 +44,7 @@ def configurations(device: str, long_minutes: float) -> list[dict]:
                 {**base, "name": "faster: dpm++ 25 steps", "steps": 25, "sampler": "dpm++", "batch": 16, "keep_frames": True},
                 {**base, "name": "faster: dpm++ 25 steps, batch 64", "steps": 25, "sampler": "dpm++", "batch": 64},
             ]
-    for pipeline in ("dae", "landmark"):
+    for pipeline in pipelines:
         for minutes in (0.2, long_minutes):
             runs.append({"pipeline": pipeline, "device": device, "dtype": dtypes[-1], "name": f"{minutes:g} min of audio",
                          "steps": 5, "sampler": "dpm++", "batch": 16, "minutes": minutes})
@@ -134,6 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--audio", default=str(ROOT / "assets" / "librivox_0880.wav"))
+    parser.add_argument("--pipeline", action="append", choices=PIPELINES,
+                        help="benchmark only this pipeline (repeat for both; default: both)")
     parser.add_argument("--long-minutes", type=float, default=3.0)
     parser.add_argument("--json", help="also write every result here")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration (JSON) and print its result
@@ -144,7 +152,7 @@ def main() -> None:
         return
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for index, config in enumerate(configurations(args.device, args.long_minutes)):
+        for index, config in enumerate(configurations(args.device, args.long_minutes, args.pipeline or PIPELINES)):
             frames = Path(folder) / f"{index}.npy" if config.pop("keep_frames", False) else None
             command = [sys.executable, __file__, "--audio", args.audio, "--one", json.dumps(config)]
             command += ["--frames", str(frames)] if frames else []

@@ -1,7 +1,8 @@
 """Copy a trained pipeline into the package as a bundled default: half-precision weights, the held-back
-evaluation in its training record, and its model card.
+evaluation in its training record, and its model card, which puts the figures of the version it replaces
+(the one in OUT) beside its own.
 
-Usage: bundle_model.py {dae,landmark} MODEL EVALUATION_JSON OUT
+Usage: bundle_model.py {dae,landmark} MODEL EVALUATION_JSON OUT [NOTES_MARKDOWN]
 """
 
 import json
@@ -65,6 +66,10 @@ def main(kind: str, model: str, evaluation: str, output: str, notes_file: str | 
     if notes_file:
         card["notes"] = Path(notes_file).read_text()
     record["card"] = card
+    replaced = Path(output) / "training.json"
+    if replaced.exists():
+        old = json.loads(replaced.read_text())
+        record["previous"] = {"title": old["card"]["title"], "evaluation": old["evaluation"]}
     pipeline.training_record = record
     pipeline.to(torch.float16)
     shutil.rmtree(output, ignore_errors=True)

@@ -240,6 +240,22 @@ def test_a_saved_pipeline_carries_a_model_card_that_says_when_it_is_untrained(tm
     assert "may be untrained" in card and "Responsible use" in card
 
 
+def test_a_model_card_puts_the_replaced_versions_figures_beside_its_own(tmp_path):
+    pipeline = tiny_dae_pipeline()
+    pipeline.training_record = {
+        "dae": {"steps": 20},
+        "evaluation": {"settings": {"steps": 100}, "mean": {"psnr": 26.5, "mouth_correlation": 0.61, "new_figure": 1.0}},
+        "previous": {"title": "Version one", "evaluation": {"settings": {"steps": 100},
+                                                            "mean": {"psnr": 24.4, "mouth_correlation": 0.25}}},
+    }
+    pipeline.save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "Version one" in card
+    assert "| psnr | 24.400 | 26.500 |" in card and "| mouth_correlation | 0.250 | 0.610 |" in card
+    assert "| new_figure" not in card  # only the figures both versions report
+    assert "## Training: previous" not in card
+
+
 def test_half_precision_weights_load_as_float32_for_cpus(tmp_path):
     pipeline = tiny_dae_pipeline(latent_space=True)
     pipeline.to(torch.float16).save_pretrained(tmp_path)

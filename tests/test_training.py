@@ -13,7 +13,7 @@ from diffusers import AutoencoderKL
 from talking_head.errors import FaceError, TalkingHeadError
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.training.autoencoder_task import AutoencoderTask
-from talking_head.training.dae_task import DAETask
+from talking_head.training.dae_task import DAETask, mouth_weights
 from talking_head.training.dataset import TalkingHeadDataset
 from talking_head.training.loop import LOG_FILE, TrainConfig, Trainer
 from talking_head.training.prepare import prepare_dataset
@@ -124,6 +124,27 @@ def test_a_latent_space_dae_carries_its_autoencoder_and_its_training_record(data
     assert pipeline.training_record["autoencoder"]["steps"] == 5
 
 
+def test_mouth_weights_cover_the_lips_and_nothing_far_from_them(dataset):
+    landmarks = dataset.clip_array(dataset.clips[0], "landmarks", "train")[:4]
+    weights = mouth_weights(landmarks, dataset.resolution, 32, 4.0)
+    assert weights.shape == (4, 1, 32, 32) and set(weights.unique().tolist()) == {1.0, 4.0}
+    for frame_landmarks, frame_weights in zip(landmarks, weights[:, 0]):
+        lips = (frame_landmarks[48:68] * 32 / dataset.resolution).long()
+        assert (frame_weights[lips[:, 1], lips[:, 0]] == 4).all()  # every lip point lies in the weighted region
+        eyes = (frame_landmarks[36:48] * 32 / dataset.resolution).long()
+        assert (frame_weights[eyes[:, 1], eyes[:, 0]] == 1).all()
+        assert 0.02 < (frame_weights > 1).float().mean() < 0.25
+
+
+def test_mouth_weighted_dae_training_records_its_weight_and_refuses_less_than_one(dataset, tmp_path):
+    task = DAETask(dataset, image_size=16, unet_preset="tiny", encoder_preset="tiny", mouth_weight=3.0)
+    train(task, tmp_path, max_steps=3)
+    record = DAETalkerPipeline.from_pretrained(tmp_path / "model").training_record
+    assert record["dae"]["mouth_weight"] == 3.0
+    with pytest.raises(TalkingHeadError, match="--mouth-weight"):
+        DAETask(dataset, image_size=16, unet_preset="tiny", encoder_preset="tiny", mouth_weight=0.5)
+
+
 @pytest.fixture(scope="module")
 def trained_dae(dataset, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("dae")
@@ -149,3 +170,17 @@ def test_speech2latent_training_lowers_the_loss_and_completes_a_pipeline_that_ge
     assert set(pipeline.training_record) == {"dae", "speech2latent"}
     output = pipeline(dataset.root.parent / "obama.mp4", tmp_path / "talk.mp4", num_inference_steps=2)
     assert output.exists()
+
+
+def test_held_back_evaluation_measures_each_stage_of_the_bundled_dae(dataset):
+    from talking_head.cli import DEFAULT_DAE_MODEL
+    from talking_head.evaluation.holdout import evaluate_on_holdout
+
+    pipeline = DAETalkerPipeline.from_pretrained(DEFAULT_DAE_MODEL).eval_mode()
+    report = evaluate_on_holdout(pipeline, dataset, num_inference_steps=5, with_ceiling=True)
+    figures = report["mean"]
+    # the real frames at the model's size: the mouth measurement itself finds the real mouth moving
+    assert figures["measured_mouth_correlation"] > 0.5
+    # the frame autoencoder alone loses less than the diffusion decoder after it
+    assert figures["autoencoder_psnr"] > figures["ceiling_psnr"] > 15
+    assert report["clips"][0]["frames"] == len(dataset.clip_frames(dataset.clips[0], "val", 16))

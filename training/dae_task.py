@@ -2,6 +2,8 @@
 
 The semantic encoder and the conditional UNet decoder are trained together with the denoising loss, in
 pixel space as in the paper, or in the latent space of a trained frame autoencoder (`--autoencoder`).
+With `--mouth-weight` the loss counts the mouth more than the rest of the frame, so the semantic latent
+carries the mouth's shape, a small part of the frame that the plain loss nearly ignores.
 """
 
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
 
+from ..errors import TalkingHeadError
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS
 from ..hub_models.semantic_encoder import SemanticEncoder
@@ -20,6 +23,7 @@ from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
 SAMPLE_STEPS = 20
+MOUTH_POINTS = slice(48, 68)
 
 
 def diffae_noise_schedule(prediction_type: str) -> DDPMScheduler:
@@ -28,12 +32,28 @@ def diffae_noise_schedule(prediction_type: str) -> DDPMScheduler:
                          prediction_type=prediction_type, clip_sample=False)
 
 
+def mouth_weights(landmarks: torch.Tensor, from_size: int, size: int, weight: float) -> torch.Tensor:
+    """Per-pixel loss weights [N,1,size,size] for [N,68,2] landmarks given in `from_size` pixels: `weight`
+    over each frame's mouth (its lip points' box, grown by half the mouth's width on every side), 1 elsewhere."""
+    lips = landmarks[:, MOUTH_POINTS].float() * (size / from_size)
+    low, high = lips.min(dim=1).values, lips.max(dim=1).values
+    margin = (high[:, :1] - low[:, :1]) / 2
+    low, high = low - margin, high + margin
+    centres = torch.arange(size).float() + 0.5
+    inside_x = (centres >= low[:, 0, None]) & (centres <= high[:, 0, None])
+    inside_y = (centres >= low[:, 1, None]) & (centres <= high[:, 1, None])
+    inside = inside_y[:, :, None] & inside_x[:, None, :]
+    return 1 + (weight - 1) * inside[:, None].float()
+
+
 class DAETask:
     """Denoising loss of the decoder conditioned on the encoder's z_sem of the same frame."""
 
     def __init__(self, dataset: TalkingHeadDataset, *, image_size: int = 64, autoencoder: str | Path | None = None,
                  unet_preset: str = "latent-small", encoder_preset: str = "small",
-                 prediction_type: str = "v_prediction"):
+                 prediction_type: str = "v_prediction", mouth_weight: float = 1.0):
+        if mouth_weight < 1:
+            raise TalkingHeadError(f"--mouth-weight must be at least 1 (1 weighs the mouth like the rest), not {mouth_weight}")
         self.dataset = dataset
         self.image_size = image_size
         self.train_images = dataset.frames("train", image_size)
@@ -50,6 +70,12 @@ class DAETask:
                                "out_channels": channels})
         self.encoder = SemanticEncoder(**{**SEMANTIC_ENCODER_PRESETS[encoder_preset], "sample_size": image_size})
         self.noise_schedule = diffae_noise_schedule(prediction_type)
+        self.mouth_weight = mouth_weight
+        self.train_weights = None
+        if mouth_weight > 1:
+            landmarks = torch.cat([dataset.clip_array(clip, "landmarks", "train") for clip in dataset.clips
+                                   if clip.train_range[1] > clip.train_range[0]])
+            self.train_weights = mouth_weights(landmarks, dataset.resolution, size, mouth_weight)
 
     @torch.no_grad()
     def _to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
@@ -64,9 +90,12 @@ class DAETask:
     def batches(self, batch_size, generator):
         while True:
             index = torch.randint(len(self.train_images), (batch_size,), generator=generator)
-            yield {"images": self.train_images[index], "targets": self.train_targets[index]}
+            batch = {"images": self.train_images[index], "targets": self.train_targets[index]}
+            if self.train_weights is not None:
+                batch["weights"] = self.train_weights[index]
+            yield batch
 
-    def _denoising_loss(self, modules, images, targets, generator=None):
+    def _denoising_loss(self, modules, images, targets, generator=None, weights=None):
         device = module_device(modules["unet"])
         images, targets = images.to(device), targets.to(device)
         z_sem = modules["semantic_encoder"](images)
@@ -78,10 +107,14 @@ class DAETask:
             goal = self.noise_schedule.get_velocity(targets, noise, timesteps)
         else:
             goal = noise
-        return (modules["unet"](noisy, timesteps, z_sem) - goal).pow(2).mean()
+        squared_error = (modules["unet"](noisy, timesteps, z_sem) - goal).pow(2)
+        if weights is None:
+            return squared_error.mean()
+        weights = weights.to(device)
+        return (squared_error * weights).mean() / weights.mean()
 
     def loss(self, modules, batch):
-        return self._denoising_loss(modules, batch["images"], batch["targets"])
+        return self._denoising_loss(modules, batch["images"], batch["targets"], weights=batch.get("weights"))
 
     def validate(self, modules):
         generator = torch.Generator().manual_seed(0)  # the same noise and timesteps at every validation
@@ -109,6 +142,7 @@ class DAETask:
         pipeline = self._pipeline(modules)
         pipeline.training_record = {"dae": {**training_summary, "image_size": self.image_size,
                                             "latent_space": self.vae is not None,
+                                            "mouth_weight": self.mouth_weight,
                                             "dataset": str(self.dataset.root)}}
         if self.autoencoder_record is not None:
             pipeline.training_record["autoencoder"] = self.autoencoder_record
