@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
 from ..training.dataset import TalkingHeadDataset
+from ..training.images import to_uint8
 from .metrics import best_lag, pearson, psnr, ssim
 
 LANDMARK_SIZE = 256  # generated frames are enlarged to this size before landmark detection
@@ -54,11 +55,6 @@ def compare_frames(generated: np.ndarray, real: torch.Tensor, real_opening: np.n
     return figures
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Images [N,3,H,W] in [-1,1] as uint8 frames [N,H,W,3]."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 @torch.no_grad()
 def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 100,
                         sampler: str = "ddim", seed: int = 0, batch_size: int = 16, use_real_pose: bool = False,
@@ -80,14 +76,13 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
         generated = np.concatenate(list(pipeline.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size)))
         figures = {"clip": clip.name, "frames": stop - start, **compare_frames(generated, real, real_opening, landmarker)}
         if with_ceiling:
-            as_uint8 = _to_uint8(real)
-            figures.update({f"measured_{k}": v for k, v in compare_frames(as_uint8, real, real_opening, landmarker).items()
-                            if k.startswith("mouth_")})
+            measured = compare_frames(to_uint8(real), real, real_opening, landmarker)
+            figures.update({f"measured_{k}": v for k, v in measured.items() if k.startswith("mouth_")})
             if pipeline.vae is not None:
                 reconstructed = torch.cat([pipeline.vae(chunk.to(pipeline.device, pipeline.dtype)).sample.float().cpu()
                                            for chunk in real.split(batch_size)])
                 figures.update({f"autoencoder_{k}": v for k, v in
-                                compare_frames(_to_uint8(reconstructed), real, real_opening, landmarker).items()})
+                                compare_frames(to_uint8(reconstructed), real, real_opening, landmarker).items()})
             own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
             decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps, sampler, batch_size)))
             figures.update({f"ceiling_{k}": v for k, v in compare_frames(decoded, real, real_opening, landmarker).items()})
