@@ -13,6 +13,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
 
 from ..errors import TalkingHeadError
+from ..faces.landmarks import INNER_LIPS, OUTER_LIPS
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS
 from ..hub_models.semantic_encoder import SemanticEncoder
@@ -23,7 +24,7 @@ from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
 SAMPLE_STEPS = 20
-MOUTH_POINTS = slice(48, 68)
+MOUTH_POINTS = list(OUTER_LIPS + INNER_LIPS)
 
 
 def diffae_noise_schedule(prediction_type: str) -> DDPMScheduler:
@@ -73,9 +74,8 @@ class DAETask:
         self.mouth_weight = mouth_weight
         self.train_weights = None
         if mouth_weight > 1:
-            landmarks = torch.cat([dataset.clip_array(clip, "landmarks", "train") for clip in dataset.clips
-                                   if clip.train_range[1] > clip.train_range[0]])
-            self.train_weights = mouth_weights(landmarks, dataset.resolution, size, mouth_weight)
+            self.train_weights = mouth_weights(dataset.arrays("landmarks", "train"), dataset.resolution, size,
+                                               mouth_weight)
 
     @torch.no_grad()
     def _to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:

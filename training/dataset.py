@@ -74,6 +74,10 @@ class TalkingHeadDataset:
         """All frames of a split, resized to `image_size`, as float [N,3,S,S] in [-1,1]."""
         return torch.cat([self.clip_frames(clip, split, image_size) for clip in self.clips if _length(clip, split)])
 
+    def arrays(self, what: str, split: str) -> torch.Tensor:
+        """A per-frame array of every clip for a split, concatenated in the order of `frames`."""
+        return torch.cat([self.clip_array(clip, what, split) for clip in self.clips if _length(clip, split)])
+
     def clip_frames(self, clip: Clip, split: str, image_size: int, batch: int = 256) -> torch.Tensor:
         """One clip's frames of a split as float [N,3,S,S] in [-1,1], resized in batches."""
         start, stop = clip.frame_range(split)
