@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="drive the pose with the real one instead of the predicted (dae)")
     evaluate.add_argument("--with-ceiling", action="store_true",
                           help="also measure each stage alone: the real frames at the model's size, the frame "
-                               "autoencoder, the decoder from the real frames' own latents (dae)")
+                               "autoencoder, the decoder from the real frames' own latents, and what the semantic "
+                               "code holds (dae)")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here too")
     evaluate.set_defaults(run=_evaluate)
 

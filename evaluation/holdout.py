@@ -5,7 +5,10 @@ of the generated frames) against the real one: its correlation and the lag that 
 `with_ceiling`, the same for each stage alone, so the figures show where quality is lost:
 `measured_` the real frames shrunk to the model's size (what the mouth measurement itself can reach),
 `autoencoder_` the real frames through the frame autoencoder (latent-space models), and `ceiling_` frames
-decoded from the real frames' own semantic latents (the most speech2latent could reach with this decoder).
+decoded from the real frames' own semantic latents (the most speech2latent could reach with this decoder),
+and `semantic_` what the semantic code holds: how many principal directions of the training frames' codes
+carry 99 % of their variance, and how well a linear read-out along them, fitted on the training frames,
+predicts the held-back frames' mouth opening (a mouth the code does not hold no decoder can draw).
 """
 
 import numpy as np
@@ -55,6 +58,24 @@ def compare_frames(generated: np.ndarray, real: torch.Tensor, real_opening: np.n
     return figures
 
 
+def semantic_code_figures(train_codes: np.ndarray, train_opening: np.ndarray, held_back_codes: np.ndarray,
+                          held_back_opening: np.ndarray, variance: float = 0.99) -> dict:
+    """What semantic codes [N,D] hold: the number of principal directions of the training codes that carry
+    `variance` of their variance, and the correlation with the held-back mouth opening of a linear read-out
+    along those directions fitted to the training frames' mouth opening."""
+    centre = train_codes.mean(axis=0)
+    _, singular_values, directions = np.linalg.svd(train_codes - centre, full_matrices=False)
+    explained = np.cumsum(singular_values**2) / np.sum(singular_values**2)
+    count = min(int(np.searchsorted(explained, variance)) + 1, len(singular_values))
+
+    def design(codes: np.ndarray) -> np.ndarray:
+        return np.c_[(codes - centre) @ directions[:count].T, np.ones(len(codes))]
+
+    weights = np.linalg.lstsq(design(train_codes), train_opening, rcond=None)[0]
+    return {"semantic_dimensions_99pct_variance": count,
+            "semantic_mouth_readout_correlation": pearson(design(held_back_codes) @ weights, held_back_opening)}
+
+
 @torch.no_grad()
 def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 100,
                         sampler: str = "ddim", seed: int = 0, batch_size: int = 16, use_real_pose: bool = False,
@@ -84,6 +105,11 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
                 figures.update({f"autoencoder_{k}": v for k, v in
                                 compare_frames(to_uint8(reconstructed), real, real_opening, landmarker).items()})
             own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
+            train_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in
+                                       dataset.iter_clip_frames(clip, "train", pipeline.image_size, 64)])
+            train_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "train").numpy())
+            figures.update(semantic_code_figures(train_latents.numpy(), train_opening, own_latents.numpy(),
+                                                 real_opening))
             decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps, sampler, batch_size)))
             figures.update({f"ceiling_{k}": v for k, v in compare_frames(decoded, real, real_opening, landmarker).items()})
         per_clip.append(figures)

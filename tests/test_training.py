@@ -184,3 +184,21 @@ def test_held_back_evaluation_measures_each_stage_of_the_bundled_dae(dataset):
     # the frame autoencoder alone loses less than the diffusion decoder after it
     assert figures["autoencoder_psnr"] > figures["ceiling_psnr"] > 15
     assert report["clips"][0]["frames"] == len(dataset.clip_frames(dataset.clips[0], "val", 16))
+    # what the semantic code holds: a count of its directions and a correlation
+    assert 1 <= figures["semantic_dimensions_99pct_variance"] <= pipeline.semantic_encoder.config.out_dim
+    assert -1 <= figures["semantic_mouth_readout_correlation"] <= 1
+
+
+def test_semantic_code_figures_find_how_many_directions_codes_use_and_whether_they_hold_the_mouth():
+    from talking_head.evaluation.holdout import semantic_code_figures
+
+    generator = np.random.default_rng(0)
+    factors = generator.normal(size=(300, 2))  # two hidden factors: the mouth opening, and something else
+    codes = factors @ generator.normal(size=(2, 32)) + 1e-4 * generator.normal(size=(300, 32))
+    opening = 0.1 + 0.02 * factors[:, 0]
+    holds = semantic_code_figures(codes[:200], opening[:200], codes[200:], opening[200:])
+    assert holds["semantic_dimensions_99pct_variance"] == 2
+    assert holds["semantic_mouth_readout_correlation"] > 0.99
+    unrelated = 0.1 + 0.02 * generator.normal(size=300)  # a mouth the codes know nothing of
+    blind = semantic_code_figures(codes[:200], unrelated[:200], codes[200:], unrelated[200:])
+    assert abs(blind["semantic_mouth_readout_correlation"]) < 0.3

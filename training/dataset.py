@@ -13,6 +13,7 @@ Each clip is split by time: its first frames train, its last `val_fraction` vali
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,13 +81,15 @@ class TalkingHeadDataset:
 
     def clip_frames(self, clip: Clip, split: str, image_size: int, batch: int = 256) -> torch.Tensor:
         """One clip's frames of a split as float [N,3,S,S] in [-1,1], resized in batches."""
+        return torch.cat(list(self.iter_clip_frames(clip, split, image_size, batch)))
+
+    def iter_clip_frames(self, clip: Clip, split: str, image_size: int, batch: int = 256) -> Iterator[torch.Tensor]:
+        """One clip's frames of a split in batches of float [B,3,S,S] in [-1,1], read from disk as they go."""
         start, stop = clip.frame_range(split)
         frames = clip.array("frames")
-        resized = []
         for first in range(start, stop, batch):
             chunk = torch.from_numpy(np.array(frames[first:min(first + batch, stop)]))
-            resized.append(resize_images(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1, image_size))
-        return torch.cat(resized)
+            yield resize_images(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1, image_size)
 
     def clip_array(self, clip: Clip, what: str, split: str) -> torch.Tensor:
         """A per-frame clip array restricted to a split, as a float tensor."""
