@@ -11,6 +11,7 @@ from .evaluation import ALL_METRICS as EVALUATION_METRICS
 
 DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
 DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
+LANDMARK_BACKENDS = ("dlib", "face-alignment")
 
 
 def _progress_bar():
@@ -76,7 +77,8 @@ def _prepare(args) -> None:
     output = prepare_dataset(args.video, args.out, fps=args.fps, resolution=args.resolution,
                              val_fraction=args.val_fraction, feature_kinds=tuple(args.features),
                              landmark_backend=args.landmarks, crop_mode=args.crop, crop_scale=args.crop_scale,
-                             speaker_embeddings=args.speaker_embeddings, overwrite=args.overwrite)
+                             speaker_embeddings=args.speaker_embeddings, skip_unusable=args.skip_unusable,
+                             overwrite=args.overwrite)
     print(output)
 
 
@@ -101,7 +103,8 @@ def _train(args) -> None:
 
         if not args.autoencoder:
             raise TalkingHeadError("train l2v needs --autoencoder, the folder of a trained frame autoencoder")
-        task = L2VTask(dataset, args.autoencoder, image_size=args.resolution, preset=args.preset or "small")
+        task = L2VTask(dataset, args.autoencoder, image_size=args.resolution, preset=args.preset or "small",
+                       frame_stride=args.frame_stride)
     elif args.model == "a2l":
         from .training.a2l_task import A2LTask
 
@@ -180,6 +183,12 @@ def _convert(args) -> None:
     print(args.out)
 
 
+def _convert_taesd(args) -> None:
+    from .convert.tiny_autoencoder import convert_tiny_autoencoder
+
+    print(convert_tiny_autoencoder(args.encoder, args.decoder, args.out, licence=args.licence))
+
+
 def _app(args) -> None:
     try:
         from .gradio_app import launch
@@ -220,24 +229,31 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--resolution", type=int, default=256, help="size of the stored face crops")
     prepare.add_argument("--val-fraction", type=float, default=0.2, help="last part of each video kept for validation")
     prepare.add_argument("--features", nargs="+", default=["logmel"], help="logmel, wav2vec2, hubert")
-    prepare.add_argument("--landmarks", default="dlib", help="dlib or face-alignment")
+    prepare.add_argument("--landmarks", default="dlib", choices=LANDMARK_BACKENDS,
+                         help="landmark detector (face-alignment downloads its weights on first use)")
     prepare.add_argument("--crop", choices=["fixed", "smooth"], default="fixed",
                          help="one crop box per video (still speaker) or a smoothed track (moving head)")
     prepare.add_argument("--crop-scale", type=float, default=2.4,
                          help="crop size relative to the face: 2.4 frames the head and shoulders, 2.0 the face")
     prepare.add_argument("--speaker-embeddings", action="store_true",
                          help="also store each video's voice embedding (needed by `train a2l`)")
+    prepare.add_argument("--skip-unusable", action="store_true",
+                         help="leave out, with a warning, videos that cannot be used (no face, no speech) instead of stopping")
     prepare.add_argument("--overwrite", action="store_true")
     prepare.set_defaults(run=_prepare)
 
     train = commands.add_parser("train", help="train a model on a prepared dataset")
     train.add_argument("model", choices=["autoencoder", "dae", "speech2latent", "a2l", "l2v"])
-    train.add_argument("--data", required=True, help="a dataset folder from `talking-head prepare`")
+    train.add_argument("--data", required=True, nargs="+",
+                       help="dataset folders from `talking-head prepare` (several train together)")
     train.add_argument("--out", required=True, help="training folder: checkpoint, log, samples, model/")
     train.add_argument("--resolution", type=int, default=64, help="frame size the model works at")
     train.add_argument("--preset", help="model size preset")
     train.add_argument("--encoder-preset", default="small", help="semantic encoder preset (dae)")
-    train.add_argument("--autoencoder", help="trained frame autoencoder folder: diffuse in its latent (dae, l2v)")
+    train.add_argument("--autoencoder", help="frame autoencoder folder (trained, or converted with `convert-taesd`): "
+                       "diffuse in its latent (dae, l2v)")
+    train.add_argument("--frame-stride", type=int, default=1,
+                       help="train on every n-th frame; neighbouring frames differ little (l2v)")
     train.add_argument("--init", help="a trained autoencoder folder to continue from (autoencoder)")
     train.add_argument("--decoder-only", action="store_true",
                        help="train only the decoder of --init, keeping its latent space (autoencoder)")
@@ -272,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--lpips-weights", help="LPIPS v0.1 alex.pth (default: downloaded on first use)")
     evaluate.add_argument("--lpips-backbone-weights", help="torchvision AlexNet weights for LPIPS (default: downloaded)")
     evaluate.add_argument("--syncnet-weights", help="SyncNet syncnet_v2.model for LSE-C/LSE-D (default: downloaded)")
-    evaluate.add_argument("--landmarks", default="dlib", help="landmark detector for the landmark metrics")
+    evaluate.add_argument("--landmarks", default="dlib", choices=LANDMARK_BACKENDS,
+                          help="landmark detector for the landmark metrics")
     evaluate.add_argument("--device", default="cpu", help="where the metric networks run, e.g. cuda")
     evaluate.add_argument("--csv", help="write the per-video table as CSV here too")
     evaluate.add_argument("--data", help="a dataset folder from `talking-head prepare`: evaluate a model on its "
@@ -295,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("checkpoint", help="e.g. ffhq256_autoenc/last.ckpt")
     convert.add_argument("--out", required=True)
     convert.set_defaults(run=_convert)
+
+    taesd = commands.add_parser("convert-taesd", help="published TAESD-family weights (e.g. TAEF2) to a frame "
+                                "autoencoder folder for `train --autoencoder`")
+    taesd.add_argument("--encoder", required=True, help="e.g. taef2_encoder.pth")
+    taesd.add_argument("--decoder", required=True, help="e.g. taef2_decoder.pth")
+    taesd.add_argument("--licence", help="the weights' licence file, copied into the folder")
+    taesd.add_argument("--out", required=True)
+    taesd.set_defaults(run=_convert_taesd)
 
     app = commands.add_parser("app", help="serve the Gradio demo in a browser")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")

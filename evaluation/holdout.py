@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
+from ..hub_models.autoencoders import decode_latents, encode_latents
 from ..training.dataset import TalkingHeadDataset
 from ..training.images import to_uint8
 from .metrics import best_lag, pearson, psnr, ssim
@@ -100,7 +101,7 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
             measured = compare_frames(to_uint8(real), real, real_opening, landmarker)
             figures.update({f"measured_{k}": v for k, v in measured.items() if k.startswith("mouth_")})
             if pipeline.vae is not None:
-                reconstructed = torch.cat([pipeline.vae(chunk.to(pipeline.device, pipeline.dtype)).sample.float().cpu()
+                reconstructed = torch.cat([decode_latents(pipeline.vae, encode_latents(pipeline.vae, chunk)).float().cpu()
                                            for chunk in real.split(batch_size)])
                 figures.update({f"autoencoder_{k}": v for k, v in
                                 compare_frames(to_uint8(reconstructed), real, real_opening, landmarker).items()})

@@ -7,6 +7,7 @@ references, as when dubbing a video (the paper's test set-up). Figures:
 - A2L: landmark error (NME: mean point distance over the outer-eye-corner distance) of all points and of
   the mouth, beside the error of a still face (the first frame's landmarks moved with the head), and the
   correlation of the predicted mouth opening with the real one;
+- the frame autoencoder: PSNR and SSIM of the real face crops encoded and decoded (the ceiling of L2V);
 - L2V from the real landmarks (its ceiling) and the whole pipeline from speech: PSNR and SSIM of the face
   crop, and the mouth opening found by dlib in the generated frames against the real one;
 - speech sync: how the mouth opening follows the loudness of the speech, in the real and generated frames.
@@ -71,9 +72,13 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *, num_inf
         real_speech_lag, real_speech_correlation = best_lag(real_opening, loudness, MAX_LAG_FRAMES)
         figures.update({"real_mouth_speech_correlation": real_speech_correlation,
                         "real_mouth_speech_lag_frames": real_speech_lag})
+        real_images = masked_images(real, None)
+        reconstructed = np.concatenate([to_uint8(pipeline.decode_images(pipeline.encode_images(chunk)))
+                                        for chunk in real_images.split(batch_size)])
+        figures.update({f"autoencoder_{k}": v for k, v in
+                        compare_frames(reconstructed, real_images, real_opening, landmarker).items()})
         for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
             generated = _frames(pipeline, landmarks, real, identity, noise, num_inference_steps, sampler, batch_size)
-            real_images = torch.from_numpy(real).permute(0, 3, 1, 2).float() / 127.5 - 1
             figures.update({f"{name}_{k}": v for k, v in
                             compare_frames(generated, real_images, real_opening, landmarker, loudness).items()})
         per_clip.append(figures)

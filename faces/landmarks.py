@@ -171,10 +171,11 @@ LANDMARK_BACKENDS = tuple(_LANDMARKERS)
 
 
 def get_landmarker(name: str = "dlib"):
-    """The landmark backend ``name`` ("dlib" or "face_alignment"), loaded once and cached."""
-    if name not in _LANDMARKERS:
-        raise ValueError(f"unknown landmark backend {name!r}; choose one of {sorted(_LANDMARKERS)}")
-    return _load_landmarker(name)
+    """The landmark backend ``name`` ("dlib" or "face_alignment", also spelt "face-alignment"), loaded once and cached."""
+    backend = name.replace("-", "_")
+    if backend not in _LANDMARKERS:
+        raise ModelError(f"unknown landmark backend {name!r}; choose one of {', '.join(sorted(_LANDMARKERS))}")
+    return _load_landmarker(backend)
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,7 +31,7 @@ HEAD_MOTION_EXAMPLES = [[str(ASSETS / "obama_portrait.jpg"), str(ASSETS / "libri
 DAE_EXAMPLES = [[str(ASSETS / "jfk.flac")], [str(ASSETS / "librivox_0880.wav")]]
 INTRO = """# Talking heads from speech
 Give a speech recording and get a talking-head video. **Any portrait** animates a photo you upload
-(landmark-guided diffusion, Liu et al. 2024); **DAE-Talker** animates the one person a model was trained on
+(landmark-guided diffusion, Tan, Cheng, Xiong et al. 2024); **DAE-Talker** animates the one person a model was trained on
 (Du et al. 2023). The bundled models were trained on a few minutes of CPU-friendly footage: expect blurry,
 low-resolution faces. The videos are synthetic: use only faces you have the consent to animate and say so
 wherever you share them."""

@@ -9,11 +9,37 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
+from ..hub_models.tiny_autoencoder import TinyAutoencoder
 from .model_card import write_model_card
 
 logger = logging.getLogger(__name__)
 
 TRAINING_RECORD = "training.json"
+
+
+def public_model_name(name_or_path: str | os.PathLike) -> str:
+    """How outputs and saved folders name a model: its Hub repo id, or a local folder's own name, never a path."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_absolute() or path.exists() or text.startswith((".", "~")):
+        return path.resolve().name
+    return text
+
+
+def _name_configs_publicly(folder: Path) -> None:
+    """Replace the local paths diffusers writes as `_name_or_path` into a saved folder's configs by public names."""
+    for path in [folder / "model_index.json", *folder.glob("*/config.json"), *folder.glob("*/scheduler_config.json")]:
+        if not path.is_file():
+            continue
+        config = json.loads(path.read_text())
+        if config.get("_name_or_path"):
+            config["_name_or_path"] = public_model_name(config["_name_or_path"])
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_record(path: Path) -> dict | None:
+    """A training record (JSON) when the file exists, else None."""
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 class TalkingHeadPipeline(DiffusionPipeline):
@@ -22,8 +48,7 @@ class TalkingHeadPipeline(DiffusionPipeline):
     training_record: dict | None = None
 
     def _read_training_record(self, folder: Path) -> None:
-        record = folder / TRAINING_RECORD
-        self.training_record = json.loads(record.read_text()) if record.exists() else None
+        self.training_record = read_json_record(folder / TRAINING_RECORD)
 
     @property
     def is_trained(self) -> bool:
@@ -50,15 +75,19 @@ class TalkingHeadPipeline(DiffusionPipeline):
 
     def video_metadata(self, **settings) -> dict:
         """Tags for the output file: synthetic, which model, whether it was trained, and the settings."""
-        return {"model": str(self.config.get("_name_or_path", "unknown")), "pipeline": type(self).__name__,
+        return {"model": public_model_name(self.config.get("_name_or_path", "unknown")), "pipeline": type(self).__name__,
                 **{key: str(value) for key, value in settings.items()}, "trained": str(self.is_trained).lower()}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """Save every component (safetensors) plus the training record and a model card (README.md)."""
+        """Save every component (safetensors) plus the training record and a model card (README.md); the configs
+        name the model it came from by its public name, never by a local path."""
         super().save_pretrained(save_directory, **kwargs)
+        _name_configs_publicly(Path(save_directory))
         if self.training_record is not None:
             (Path(save_directory) / TRAINING_RECORD).write_text(json.dumps(self.training_record, indent=2))
-        write_model_card(Path(save_directory), type(self).__name__, self.training_record)
+        licences = {name: component.config.licence for name, component in self.components.items()
+                    if isinstance(component, TinyAutoencoder) and component.config.licence}
+        write_model_card(Path(save_directory), type(self).__name__, self.training_record, licences)
 
     def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
                     commit_message: str | None = None) -> str:

@@ -11,18 +11,19 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler
+from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 from ..errors import ModelError, TalkingHeadError
 from ..faces.tracking import ping_pong, pose_from_video
+from ..hub_models.autoencoders import FrameAutoencoder, decode_latents, encode_latents
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.video import VideoWriter, resize_frames
-from .base import TalkingHeadPipeline
-from .hub import declared_components, load_component, resolve_pipeline_folder
+from .base import TalkingHeadPipeline, public_model_name
+from .hub import declared_components, load_autoencoder_component, load_component, resolve_pipeline_folder
 from .sampling import denoise, make_scheduler
 
 # Speech2Latent runs over windows of this many frames, cross-faded over the overlap, so its attention
@@ -46,7 +47,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     _optional_components = ["vae", "speech2latent"]
 
     def __init__(self, unet: DAEUNet, semantic_encoder: SemanticEncoder, scheduler: DDIMScheduler,
-                 vae: AutoencoderKL | None = None, speech2latent: Speech2Latent | None = None):
+                 vae: FrameAutoencoder | None = None, speech2latent: Speech2Latent | None = None):
         super().__init__()
         self.register_modules(unet=unet, semantic_encoder=semantic_encoder, scheduler=scheduler, vae=vae,
                               speech2latent=speech2latent)
@@ -66,11 +67,11 @@ class DAETalkerPipeline(TalkingHeadPipeline):
             unet=load_component(DAEUNet, folder, "unet", torch_dtype=torch_dtype),
             semantic_encoder=load_component(SemanticEncoder, folder, "semantic_encoder", torch_dtype=torch_dtype),
             scheduler=load_component(DDIMScheduler, folder, "scheduler"),
-            vae=load_component(AutoencoderKL, folder, "vae", required="vae" in declared, torch_dtype=torch_dtype),
+            vae=load_autoencoder_component(folder, required="vae" in declared, torch_dtype=torch_dtype),
             speech2latent=load_component(Speech2Latent, folder, "speech2latent", required="speech2latent" in declared,
                                          torch_dtype=torch_dtype),
         )
-        pipeline.register_to_config(_name_or_path=str(name_or_path))
+        pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))
         pipeline._read_training_record(folder)
         pipeline._check_components_fit()
         return pipeline.eval_mode()
@@ -179,12 +180,12 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     def _to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             return images
-        return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
+        return encode_latents(self.vae, images)
 
     def _from_diffusion_space(self, sample: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             return sample
-        return self.vae.decode(sample / self.vae.config.scaling_factor).sample
+        return decode_latents(self.vae, sample)
 
     @torch.no_grad()
     def encode_frames(self, images: torch.Tensor) -> torch.Tensor:

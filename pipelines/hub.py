@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError
+from ..hub_models.autoencoders import autoencoder_class
 
 MODEL_INDEX = "model_index.json"
 
@@ -52,6 +53,12 @@ def load_component(model_class, folder: Path, component: str, required: bool = T
         return model_class.from_pretrained(subfolder, **load_kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
         raise ModelError(f"the '{component}' folder of {folder} does not fit {model_class.__name__}: {error}") from None
+
+
+def load_autoencoder_component(folder: Path, required: bool = True, **load_kwargs):
+    """Load a pipeline folder's `vae` with the frame autoencoder class its config names, or None when optional and absent."""
+    model_class = autoencoder_class(folder / "vae") if (folder / "vae").is_dir() else None
+    return load_component(model_class, folder, "vae", required=required, **load_kwargs)
 
 
 def declared_components(folder: Path) -> set[str]:

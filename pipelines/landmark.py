@@ -1,4 +1,5 @@
-"""Landmark-guided talking heads: speech and one portrait to a video, after Liu et al.'s landmark-guided diffusion.
+"""Landmark-guided talking heads: speech and one portrait to a video, after the landmark-guided diffusion of
+Tan, Cheng, Xiong et al. (2024).
 
 A2L turns the speech (features and a voice embedding) and the portrait's landmarks into a landmark sequence;
 head motion comes from a reference video's landmarks or the head stays still. L2V, a latent diffusion
@@ -18,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, VQModel
+from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from ..errors import ModelError, TalkingHeadError
 from ..faces.align import (
@@ -37,15 +38,22 @@ from ..faces.portrait import PortraitFace, find_portrait_face
 from ..faces.render import lower_face_mask, render_landmarks
 from ..faces.tracking import ping_pong, track_landmarks
 from ..hub_models.a2l import AudioToLandmarks
+from ..hub_models.autoencoders import (
+    FrameAutoencoder,
+    decode_latents,
+    downsampling_factor,
+    encode_latents,
+)
 from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.speaker import speaker_embedding
 from ..media.video import VideoWriter
-from .base import TalkingHeadPipeline
+from .base import TalkingHeadPipeline, public_model_name
 from .hub import (
     MODEL_INDEX,
     declared_components,
+    load_autoencoder_component,
     load_component,
     resolve_pipeline_folder,
 )
@@ -56,15 +64,11 @@ ProgressCallback = Callable[[int, int], None]
 PASTE_FEATHER = 0.03
 
 
-def _autoencoder_class(folder: Path):
-    config = json.loads((folder / "vae" / "config.json").read_text()) if (folder / "vae" / "config.json").exists() else {}
-    return VQModel if config.get("_class_name") == "VQModel" else AutoencoderKL
-
-
 class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     """Speech plus one portrait to a talking-head video.
 
-    Components: `vae` (f=4 autoencoder, AutoencoderKL or VQModel), `unet` (UNet2DConditionModel over the
+    Components: `vae` (the frame autoencoder: TinyAutoencoder, AutoencoderKL or VQModel, see
+    `hub_models.autoencoders`), `unet` (UNet2DConditionModel over the
     noisy latent and the three condition latents), `landmark_encoder` (coordinates to cross-attention
     tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline).
     `crop_scale` is the face crop size the models were trained on (see `crop_box_from_landmarks`).
@@ -72,7 +76,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
 
     _optional_components = ["a2l"]  # noqa: RUF012 (diffusers reads this class attribute)
 
-    def __init__(self, vae: AutoencoderKL | VQModel, unet: UNet2DConditionModel, landmark_encoder: LandmarkEncoder,
+    def __init__(self, vae: FrameAutoencoder, unet: UNet2DConditionModel, landmark_encoder: LandmarkEncoder,
                  scheduler: DDIMScheduler, a2l: AudioToLandmarks | None = None, crop_scale: float = 2.0):
         super().__init__()
         self.register_modules(vae=vae, unet=unet, landmark_encoder=landmark_encoder, scheduler=scheduler, a2l=a2l)
@@ -88,7 +92,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
         index = json.loads((folder / MODEL_INDEX).read_text())
         pipeline = cls(
-            vae=load_component(_autoencoder_class(folder), folder, "vae", torch_dtype=torch_dtype),
+            vae=load_autoencoder_component(folder, torch_dtype=torch_dtype),
             unet=load_component(UNet2DConditionModel, folder, "unet", torch_dtype=torch_dtype),
             landmark_encoder=load_component(LandmarkEncoder, folder, "landmark_encoder", torch_dtype=torch_dtype),
             scheduler=load_component(DDIMScheduler, folder, "scheduler"),
@@ -96,7 +100,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                                torch_dtype=torch_dtype),
             crop_scale=float(index.get("crop_scale", 2.0)),
         )
-        pipeline.register_to_config(_name_or_path=str(name_or_path))
+        pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))
         pipeline._read_training_record(folder)
         return pipeline.eval_mode()
 
@@ -114,7 +118,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     @property
     def image_size(self) -> int:
         """Side of the face crops the models work on, in pixels."""
-        return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return self.unet.config.sample_size * downsampling_factor(self.vae)
 
     @property
     def fps(self) -> float:
@@ -202,14 +206,11 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N,3,S,S] in [-1,1] to scaled latents."""
-        images = images.to(self.vae.device, self.vae.dtype)
-        encoded = self.vae.encode(images)
-        latents = encoded.latents if isinstance(self.vae, VQModel) else encoded.latent_dist.mode()
-        return latents * self.vae.config.scaling_factor
+        return encode_latents(self.vae, images)
 
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents to images [N,3,S,S] in [-1,1]."""
-        return self.vae.decode(latents / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+        return decode_latents(self.vae, latents)
 
     def pose_references(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray) -> torch.Tensor:
         """The portrait's crop moved by each transform, with the lower face (around `landmarks` [N,68,2]) blanked: [N,3,S,S]."""

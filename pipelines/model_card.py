@@ -11,12 +11,13 @@ the consent of the person shown, label the results as synthetic (the files it wr
 `synthetic=true` tag), and never to deceive, defame or impersonate."""
 
 
-def write_model_card(folder: Path, pipeline_class: str, training_record: dict | None) -> Path:
+def write_model_card(folder: Path, pipeline_class: str, training_record: dict | None,
+                     licences: dict[str, str] | None = None) -> Path:
     """Write `folder/README.md`: Hub metadata, training data, configuration, measured quality, responsible use.
 
     The record's optional "card" entry gives the title, licence, data description and free text; its optional
     "previous" entry (the title and evaluation of the version this one replaces) adds a table of both versions'
-    figures.
+    figures. `licences` gives, by component, the licence text of weights that come from elsewhere.
     """
     record = dict(training_record or {})
     card = record.pop("card", {})
@@ -39,6 +40,8 @@ def write_model_card(folder: Path, pipeline_class: str, training_record: dict | 
             lines += _comparison(previous, record["evaluation"])
     if extra_sections:
         lines += [extra_sections, ""]
+    for component, text in (licences or {}).items():
+        lines += [f"## Licence of the `{component}` weights", "```", text.strip(), "```", ""]
     lines += [RESPONSIBLE_USE, ""]
     path = Path(folder) / CARD_FILE
     path.write_text("\n".join(lines))

@@ -40,17 +40,19 @@ CARDS = {
         ),
     },
     "landmark": {
-        "title": "Landmark-guided diffusion (A2L + L2V): any portrait (bundled default, 96x96 face, CPU-trained)",
+        "title": "Landmark-guided diffusion (A2L + L2V): any portrait (bundled default, 128x128 face in TAEF2's "
+                 "latent, CPU-trained)",
         "license": "other",
         "data": (
-            "About 100 s of six public clips of talking people, 25 fps: `edtalk_uncrop_Obama.mp4`, "
-            "`styletalk_Obama_clip2`, `styletalk_andrew_clip_1`, `styletalk_feifeili_clip1`, "
-            "`sadtalker_WDA_AlexandriaOcasioCortez_000` and `videoretalking_face1` (five people), cropped to the "
-            "face with a smoothed track. The last 20 % of each clip validates. Held out entirely, for the figures "
-            "below: `edtalk_mouth_source` (a woman the models never saw) and `styletalk_feifeili_clip3` (a "
-            "clip never seen of a seen speaker). Only the Obama footage is public domain; the other clips come "
-            "from the example folders of research repositories without a media licence, so these weights are "
-            "for research and testing."
+            "L2V: about 8 minutes of 46 public clips of about 33 people talking (`../shared/media`: `video/`, "
+            "`multi/` and `long/` clips: VoxCeleb2 and MEAD samples, GRID and VidTIMIT speakers, addresses, "
+            "selfie and stock-style videos), 25 fps, cropped to the face with a smoothed track; the last 20 % of "
+            "each clip validates. A2L also hears 238 sentences (about 12 minutes) of GRID speaker s1 (the GRID "
+            "audio-visual sentence corpus, Cooke et al., 2006, CC BY 4.0). Held out entirely, for the figures "
+            "below: six people no model here saw or heard: `edtalk_mouth_source`, `styletalk_feifeili_clip3`, "
+            "`pcavs_00086`, `spectre_W023_level_2_surprised_010`, `liveportrait_d12`, `aniportrait_pose_ref_video`. "
+            "Most clips come from the example folders of research repositories without a media licence, so "
+            "these weights are for research and testing."
         ),
         "notes": "",  # filled from the run by main()
     },

@@ -262,3 +262,13 @@ def test_half_precision_weights_load_as_float32_for_cpus(tmp_path):
     loaded = DAETalkerPipeline.from_pretrained(tmp_path)
     assert loaded.unet.dtype == torch.float32 and loaded.vae.dtype == torch.float32
     assert decode(loaded, torch.randn(2, 16)).shape == (2, 64, 64, 3)
+
+
+def test_saved_folders_and_video_tags_name_the_model_without_a_local_path(tmp_path):
+    tiny_dae_pipeline(latent_space=True).save_pretrained(tmp_path / "first")
+    loaded = DAETalkerPipeline.from_pretrained(tmp_path / "first")
+    assert loaded.video_metadata()["model"] == "first"
+    loaded.save_pretrained(tmp_path / "second")
+    files = [path for path in (tmp_path / "second").rglob("*") if path.is_file()]
+    assert files and not [path for path in files if str(tmp_path).encode() in path.read_bytes()]
+    assert DAETalkerPipeline.from_pretrained(tmp_path / "second").config["_name_or_path"] == "second"

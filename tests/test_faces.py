@@ -263,12 +263,20 @@ def test_face_parts_cover_the_68_points_once():
     assert indices == list(range(68))
 
 
-def test_unknown_backend_is_rejected_with_the_choices():
-    with pytest.raises(ValueError, match="dlib"):
-        get_landmarker("mediapipe")
-
-
 @pytest.mark.skipif(importlib.util.find_spec("face_alignment") is not None, reason="face_alignment is installed")
 def test_the_face_alignment_backend_without_its_package_says_how_to_install_it():
     with pytest.raises(ImportError, match="pip install 'talking-head-diffusion\\[face-alignment\\]'"):
         FaceAlignmentLandmarker()
+
+
+def test_a_landmark_backend_is_named_as_the_cli_spells_it_and_an_unknown_one_is_a_clear_error(capsys):
+    from talking_head.cli import main
+    from talking_head.errors import ModelError
+
+    with pytest.raises(ModelError, match="unknown landmark backend 'hog'; choose one of dlib, face_alignment"):
+        get_landmarker("hog")
+    if importlib.util.find_spec("dlib"):
+        assert get_landmarker("dlib") is get_landmarker("dlib")
+    with pytest.raises(SystemExit) as stopped:
+        main(["prepare", "--video", "a.mp4", "--out", "data", "--landmarks", "face_alignment"])
+    assert stopped.value.code == 2 and "choose from 'dlib', 'face-alignment'" in capsys.readouterr().err

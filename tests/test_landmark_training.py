@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from talking_head.cli import main
 from talking_head.errors import TalkingHeadError
@@ -106,3 +107,48 @@ def test_a2l_needs_the_voice_embeddings(footage, tmp_path):
 def test_the_cli_trains_l2v_only_with_an_autoencoder(dataset, tmp_path, capsys):
     assert main(["train", "l2v", "--data", str(dataset.root), "--out", str(tmp_path)]) == 2
     assert "--autoencoder" in capsys.readouterr().err
+
+
+def test_l2v_in_a_tiny_autoencoder_latent_measures_its_scaling_and_encodes_each_clip_once(dataset, tmp_path):
+    from tiny_models import tiny_tiny_autoencoder
+
+    tiny_tiny_autoencoder().save_pretrained(tmp_path / "taesd")
+    task = L2VTask(dataset, tmp_path / "taesd", image_size=32, preset="tiny", frame_stride=2)
+    assert task.unet.config.sample_size == 4 and task.unet.config.in_channels == 12
+    std = task.train["targets"].transpose(0, 1).reshape(3, -1).std(1)
+    assert torch.allclose(std, torch.ones(3), atol=0.05)  # measured on these very frames
+    caches = sorted(path.name for clip in dataset.clips for path in clip.folder.glob("latents-*-32px-every2-*.npy"))
+    assert len(caches) == 3 * len(dataset.clips)
+    stamps = {path: path.stat().st_mtime_ns for clip in dataset.clips for path in clip.folder.glob("latents-*every2-*")}
+    again = L2VTask(dataset, tmp_path / "taesd", image_size=32, preset="tiny", frame_stride=2)
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert torch.equal(again.train["targets"], task.train["targets"])
+    train(task, tmp_path / "run", max_steps=2)
+    exported = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
+    assert exported.vae.config.latents_std == task.vae.config.latents_std
+    assert exported.training_record["l2v"]["frame_stride"] == 2
+
+
+def test_datasets_train_together_when_they_match(dataset, footage, tmp_path):
+    other = TalkingHeadDataset(prepare_dataset(footage[:1], tmp_path / "other", resolution=32, progress=False))
+    both = TalkingHeadDataset([dataset.root, other.root])
+    assert [clip.name for clip in both.clips] == [clip.name for clip in dataset.clips + other.clips]
+    assert len(both.frames("train", 16)) == len(dataset.frames("train", 16)) + len(other.frames("train", 16))
+    larger = prepare_dataset(footage[:1], tmp_path / "larger", resolution=48, progress=False)
+    with pytest.raises(TalkingHeadError, match="resolution 48"):
+        TalkingHeadDataset([dataset.root, larger])
+
+
+def test_prepare_can_leave_out_an_unusable_video_and_says_so(footage, tmp_path):
+    still = tmp_path / "no_face.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=128x128:d=1", "-i", footage[0], "-map", "0:v", "-map", "1:a", "-t", 1,
+           "-c:v", "libx264", "-c:a", "aac", "-shortest", still)
+    with pytest.raises(TalkingHeadError, match="no face"):
+        prepare_dataset([footage[0], still], tmp_path / "strict", resolution=32, progress=False)
+    assert not (tmp_path / "strict").exists()
+    folder = prepare_dataset([footage[0], still], tmp_path / "lenient", resolution=32, skip_unusable=True,
+                             progress=False)
+    index = json.loads((folder / "dataset.json").read_text())
+    assert [clip["name"] for clip in index["clips"]] == [footage[0].stem]
+    assert index["skipped"][0]["name"] == "no_face.mp4" and "no face" in index["skipped"][0]["reason"]
+    assert index["clips"][0]["source"] == footage[0].name

@@ -4,7 +4,9 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from talking_head.hub_models.dae_unet import DAEUNet
+from talking_head.hub_models.autoencoders import downsampling_factor
 from talking_head.hub_models.frame_autoencoder import build_frame_autoencoder
+from talking_head.hub_models.tiny_autoencoder import TinyAutoencoder
 from talking_head.hub_models.a2l import AudioToLandmarks
 from talking_head.hub_models.landmark_encoder import LandmarkEncoder
 from talking_head.hub_models.presets import (A2L_PRESETS, DAE_UNET_PRESETS, L2V_SCHEDULER_CONFIG, L2V_UNET_PRESETS,
@@ -39,14 +41,24 @@ def tiny_dae_pipeline(latent_space: bool = False, seed: int = 0) -> DAETalkerPip
                              speech2latent=speech2latent).eval_mode()
 
 
-def tiny_landmark_pipeline(seed: int = 0) -> LandmarkDiffusionPipeline:
-    """A tiny landmark pipeline (32x32 face crops, an 8x8 latent) with random weights; A2L moves points by ~1%."""
+def tiny_tiny_autoencoder(latent_channels: int = 3, licence: str | None = None) -> TinyAutoencoder:
+    """A TAESD-family autoencoder (f=8) with 8 feature channels and random weights."""
+    return TinyAutoencoder(latent_channels=latent_channels, channels=8, licence=licence).eval()
+
+
+def tiny_landmark_pipeline(seed: int = 0, vae=None) -> LandmarkDiffusionPipeline:
+    """A tiny landmark pipeline (32x32 face crops; an 8x8 latent, or `vae`'s) with random weights; A2L moves
+    points by ~1%."""
     torch.manual_seed(seed)
     a2l = AudioToLandmarks(**A2L_PRESETS["tiny"], feature_dim=LOGMEL_DIM)
     a2l.displacement_std.fill_(0.01)
+    vae = vae if vae is not None else build_frame_autoencoder("tiny", 32)
+    channels = vae.config.latent_channels
+    unet_config = {**L2V_UNET_PRESETS["tiny"], "sample_size": 32 // downsampling_factor(vae),
+                   "in_channels": 4 * channels, "out_channels": channels}
     return LandmarkDiffusionPipeline(
-        vae=build_frame_autoencoder("tiny", 32),
-        unet=randomise_zero_initialised_layers(UNet2DConditionModel(**L2V_UNET_PRESETS["tiny"])),
+        vae=vae,
+        unet=randomise_zero_initialised_layers(UNet2DConditionModel(**unet_config)),
         landmark_encoder=LandmarkEncoder(**LANDMARK_ENCODER_PRESETS["tiny"]),
         scheduler=DDIMScheduler(**L2V_SCHEDULER_CONFIG),
         a2l=a2l,

@@ -151,7 +151,7 @@ class A2LTask:
 
     def export(self, modules, output_dir: Path, training_summary: dict):
         model = modules["a2l"].eval()
-        record = {**training_summary, "feature_kind": model.config.feature_kind, "dataset": str(self.dataset.root),
+        record = {**training_summary, "feature_kind": model.config.feature_kind, "dataset": self.dataset.name,
                   "clips": [clip.name for clip in self.dataset.clips]}
         if self.l2v is None:
             model.save_pretrained(output_dir)

@@ -6,20 +6,22 @@ With `--mouth-weight` the loss counts the mouth, a small part of the frame that 
 more than the rest, to push its shape into the semantic latent (on 16 s of footage it did not: see the README).
 """
 
-import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from ..errors import TalkingHeadError
 from ..faces.landmarks import INNER_LIPS, OUTER_LIPS
+from ..hub_models.autoencoders import TinyAutoencoder, load_autoencoder, measure_latent_statistics, scale_raw
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS
 from ..hub_models.semantic_encoder import SemanticEncoder
+from ..pipelines.base import TRAINING_RECORD, read_json_record
 from ..pipelines.dae_talker import DAETalkerPipeline
 from .dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
+from .latent_cache import autoencoder_fingerprint, cached_raw_latents
 from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
@@ -61,11 +63,15 @@ class DAETask:
         self.val_images = dataset.frames("val", image_size)
         self.vae, self.autoencoder_record = None, None
         if autoencoder is not None:
-            self.vae = AutoencoderKL.from_pretrained(autoencoder).eval().requires_grad_(False)
-            record_path = Path(autoencoder) / "training.json"
-            self.autoencoder_record = json.loads(record_path.read_text()) if record_path.exists() else None
-        self.train_targets = self._to_diffusion_space(self.train_images)
-        self.val_targets = self._to_diffusion_space(self.val_images)
+            self.vae = load_autoencoder(autoencoder)
+            self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
+        self.train_targets, self.val_targets = self.train_images, self.val_images
+        if self.vae is not None:
+            train_latents, val_latents = self._raw_latents("train"), self._raw_latents("val")
+            if isinstance(self.vae, TinyAutoencoder) and self.vae.config.latents_mean is None:
+                measure_latent_statistics(self.vae, train_latents)
+            self.train_targets = scale_raw(self.vae, train_latents)
+            self.val_targets = scale_raw(self.vae, val_latents) if len(val_latents) else val_latents
         channels, size = self.train_targets.shape[1], self.train_targets.shape[-1]
         self.unet = DAEUNet(**{**DAE_UNET_PRESETS[unet_preset], "sample_size": size, "in_channels": channels,
                                "out_channels": channels})
@@ -77,12 +83,19 @@ class DAETask:
             self.train_weights = mouth_weights(dataset.arrays("landmarks", "train"), dataset.resolution, size,
                                                mouth_weight)
 
-    @torch.no_grad()
-    def _to_diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
-        if self.vae is None:
-            return images
-        scale = self.vae.config.scaling_factor
-        return torch.cat([self.vae.encode(chunk).latent_dist.mode() * scale for chunk in images.split(64)])
+    def _raw_latents(self, split: str) -> torch.Tensor:
+        """The autoencoder's raw latents of a split's frames, in the order of `dataset.frames`, encoded once per
+        clip and cached (see `latent_cache`)."""
+        fingerprint = autoencoder_fingerprint(self.vae)
+        latents = []
+        for clip in self.dataset.clips:
+            start, stop = clip.frame_range(split)
+            if stop <= start:
+                continue
+            raw = cached_raw_latents(clip, "frames", self.image_size, 1, self.vae, fingerprint,
+                                     lambda clip=clip: self.dataset.iter_clip_frames(clip, "all", self.image_size))
+            latents.append(raw[start:stop])
+        return torch.cat(latents) if latents else torch.zeros(0)
 
     def modules(self):
         return {"unet": self.unet, "semantic_encoder": self.encoder}
@@ -143,7 +156,7 @@ class DAETask:
         pipeline.training_record = {"dae": {**training_summary, "image_size": self.image_size,
                                             "latent_space": self.vae is not None,
                                             "mouth_weight": self.mouth_weight,
-                                            "dataset": str(self.dataset.root)}}
+                                            "dataset": self.dataset.name}}
         if self.autoencoder_record is not None:
             pipeline.training_record["autoencoder"] = self.autoencoder_record
         pipeline.save_pretrained(output_dir)

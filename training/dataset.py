@@ -13,7 +13,7 @@ Each clip is split by time: its first frames train, its last `val_fraction` vali
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,26 +45,40 @@ class Clip:
         return np.load(path, mmap_mode="r")
 
     def frame_range(self, split: str) -> tuple[int, int]:
+        """The frames of a split: "train", "val" or "all"."""
+        if split == "all":
+            return 0, self.num_frames
         return self.train_range if split == "train" else self.val_range
 
 
 class TalkingHeadDataset:
-    """A prepared dataset folder."""
+    """A prepared dataset folder, or several trained together (same frame rate and crop resolution)."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        index_path = self.root / DATASET_FILE
-        if not index_path.exists():
-            raise TalkingHeadError(f"{self.root} is not a prepared dataset (no {DATASET_FILE}); run `talking-head prepare`")
-        self.index = json.loads(index_path.read_text())
-        if self.index.get("format") != DATASET_FORMAT:
-            raise TalkingHeadError(f"{index_path} has format {self.index.get('format')!r}, expected {DATASET_FORMAT!r}")
+    def __init__(self, root: str | Path | Sequence[str | Path]):
+        roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+        if not roots:
+            raise TalkingHeadError("no dataset folder given")
+        self.root, self.roots = roots[0], roots
+        indexes = [_read_index(folder) for folder in roots]
+        self.index = dict(indexes[0])
+        for folder, index in zip(roots[1:], indexes[1:]):
+            for key in ("fps", "resolution"):
+                if index[key] != self.index[key]:
+                    raise TalkingHeadError(f"{folder} has {key} {index[key]} but {self.root} has {self.index[key]}; "
+                                           "datasets trained together must match")
+            self.index["features"] = {kind: config for kind, config in self.index["features"].items()
+                                      if index["features"].get(kind) == config}
         self.fps = float(self.index["fps"])
         self.resolution = int(self.index["resolution"])
         self.clips = [
-            Clip(c["name"], self.root / "clips" / c["name"], c["num_frames"], tuple(c["train_frames"]), tuple(c["val_frames"]))
-            for c in self.index["clips"]
+            Clip(c["name"], folder / "clips" / c["name"], c["num_frames"], tuple(c["train_frames"]), tuple(c["val_frames"]))
+            for folder, index in zip(roots, indexes) for c in index["clips"]
         ]
+
+    @property
+    def name(self) -> str:
+        """The dataset folders' names (not their paths), for training records."""
+        return " + ".join(root.name for root in self.roots)
 
     @property
     def feature_kinds(self) -> dict:
@@ -83,18 +97,30 @@ class TalkingHeadDataset:
         """One clip's frames of a split as float [N,3,S,S] in [-1,1], resized in batches."""
         return torch.cat(list(self.iter_clip_frames(clip, split, image_size, batch)))
 
-    def iter_clip_frames(self, clip: Clip, split: str, image_size: int, batch: int = 256) -> Iterator[torch.Tensor]:
-        """One clip's frames of a split in batches of float [B,3,S,S] in [-1,1], read from disk as they go."""
+    def iter_clip_frames(self, clip: Clip, split: str, image_size: int, batch: int = 256,
+                         stride: int = 1) -> Iterator[torch.Tensor]:
+        """One clip's frames of a split (every `stride`-th) in batches of float [B,3,S,S] in [-1,1], read from
+        disk as they go."""
         start, stop = clip.frame_range(split)
         frames = clip.array("frames")
-        for first in range(start, stop, batch):
-            chunk = torch.from_numpy(np.array(frames[first:min(first + batch, stop)]))
+        for first in range(start, stop, batch * stride):
+            chunk = torch.from_numpy(np.array(frames[first:min(first + batch * stride, stop):stride]))
             yield resize_images(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1, image_size)
 
     def clip_array(self, clip: Clip, what: str, split: str) -> torch.Tensor:
         """A per-frame clip array restricted to a split, as a float tensor."""
         start, stop = clip.frame_range(split)
         return torch.from_numpy(np.array(clip.array(what)[start:stop])).float()
+
+
+def _read_index(root: Path) -> dict:
+    index_path = root / DATASET_FILE
+    if not index_path.exists():
+        raise TalkingHeadError(f"{root} is not a prepared dataset (no {DATASET_FILE}); run `talking-head prepare`")
+    index = json.loads(index_path.read_text())
+    if index.get("format") != DATASET_FORMAT:
+        raise TalkingHeadError(f"{index_path} has format {index.get('format')!r}, expected {DATASET_FORMAT!r}")
+    return index
 
 
 def _length(clip: Clip, split: str) -> int:

@@ -3,86 +3,135 @@
 Each training example is one frame of a prepared clip: the target is its latent; the conditions are its
 rendered landmarks, the frame itself with the lower face blanked (the pose reference), another frame of
 the same clip (the identity reference, so the mouth must come from the landmarks) and the landmark
-coordinates. The frozen autoencoder's latents of all of them are computed once before training.
+coordinates. The frozen autoencoder's latents of all of them are computed once per dataset and kept in
+its clip folders (see `latent_cache`); every `frame_stride`-th frame is used. A TinyAutoencoder without
+latent statistics gets them measured on the training frames first, so that L2V sees unit-variance latents.
 """
 
-import json
 from pathlib import Path
 
+import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from ..errors import TalkingHeadError
 from ..faces.align import to_unit_coordinates
 from ..faces.render import lower_face_mask, render_landmarks
+from ..hub_models.autoencoders import (
+    TinyAutoencoder,
+    downsampling_factor,
+    load_autoencoder,
+    measure_latent_statistics,
+    scale_raw,
+)
 from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..hub_models.presets import (
     L2V_SCHEDULER_CONFIG,
     L2V_UNET_PRESETS,
     LANDMARK_ENCODER_PRESETS,
 )
+from ..pipelines.base import TRAINING_RECORD, read_json_record
 from ..pipelines.landmark import LandmarkDiffusionPipeline, masked_images
-from .dataset import TalkingHeadDataset
+from .dataset import Clip, TalkingHeadDataset, resize_images
 from .images import psnr, save_image_grid, to_uint8
+from .latent_cache import autoencoder_fingerprint, cached_raw_latents
 from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
 SAMPLE_STEPS = 25
+CONDITION_BATCH = 256
 
 
 class L2VTask:
     """Denoising loss of the UNet given the three condition latents and the landmark tokens."""
 
     def __init__(self, dataset: TalkingHeadDataset, autoencoder: str | Path, *, image_size: int = 96,
-                 preset: str = "small"):
+                 preset: str = "small", frame_stride: int = 1):
+        if frame_stride < 1:
+            raise TalkingHeadError(f"the frame stride must be 1 or more, not {frame_stride}")
         self.dataset = dataset
         self.image_size = image_size
-        self.vae = AutoencoderKL.from_pretrained(autoencoder).eval().requires_grad_(False)
-        record_path = Path(autoencoder) / "training.json"
-        self.autoencoder_record = json.loads(record_path.read_text()) if record_path.exists() else None
+        self.frame_stride = frame_stride
+        self.vae = load_autoencoder(autoencoder)
+        self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         self.crop_scale = float(dataset.index.get("crop_scale", 2.4))
-        latent_size = image_size // 2 ** (len(self.vae.config.block_out_channels) - 1)
-        self.unet = UNet2DConditionModel(**{**L2V_UNET_PRESETS[preset], "sample_size": latent_size,
+        factor = downsampling_factor(self.vae)
+        if image_size % factor:
+            raise TalkingHeadError(f"the resolution {image_size} is not a multiple of the autoencoder's {factor}")
+        self.unet = UNet2DConditionModel(**{**L2V_UNET_PRESETS[preset], "sample_size": image_size // factor,
                                             "in_channels": 4 * self.vae.config.latent_channels,
                                             "out_channels": self.vae.config.latent_channels})
         self.landmark_encoder = LandmarkEncoder(**LANDMARK_ENCODER_PRESETS[preset])
         self.noise_schedule = DDPMScheduler(**L2V_SCHEDULER_CONFIG)
-        self.train = self._examples("train")
-        self.val = self._examples("val")
-        if not len(self.train["targets"]):
+        clips = [self._clip_latents(clip) for clip in dataset.clips]
+        if not any(clip["train"].any() for clip in clips):
             raise TalkingHeadError(f"{dataset.root} has no training frames")
+        if isinstance(self.vae, TinyAutoencoder) and self.vae.config.latents_mean is None:
+            measure_latent_statistics(self.vae, torch.cat([c["targets"][c["train"]] for c in clips]))
+        self.train = self._examples(clips, "train")
+        self.val = self._examples(clips, "val")
 
-    @torch.no_grad()
-    def _examples(self, split: str) -> dict:
-        """Latents and landmarks of every frame of a split, and for each frame the frames of its clip."""
-        parts = {"images": [], "targets": [], "renders": [], "poses": [], "landmarks": [], "clip_start": [],
-                 "clip_stop": []}
-        size, offset = self.image_size, 0
-        for clip in self.dataset.clips:
-            start, stop = clip.frame_range(split)
-            if stop <= start:
+    def _clip_landmarks(self, clip: Clip) -> np.ndarray:
+        """Landmarks [N,68,2] of every `frame_stride`-th frame of a clip, in pixels of the training crops."""
+        landmarks = np.asarray(clip.array("landmarks")[::self.frame_stride], np.float32)
+        return (landmarks + 0.5) * self.image_size / self.dataset.resolution - 0.5
+
+    def _clip_frames(self, clip: Clip):
+        return self.dataset.iter_clip_frames(clip, "all", self.image_size, CONDITION_BATCH, self.frame_stride)
+
+    def _clip_latents(self, clip: Clip) -> dict:
+        """Raw latents of a clip's frames, landmark drawings and pose references, and its split masks."""
+        landmarks = self._clip_landmarks(clip)
+        fingerprint = autoencoder_fingerprint(self.vae)
+
+        def cached(what, images):
+            return cached_raw_latents(clip, what, self.image_size, self.frame_stride, self.vae, fingerprint, images)
+
+        def renders():
+            for start in range(0, len(landmarks), CONDITION_BATCH):
+                yield masked_images(render_landmarks(landmarks[start:start + CONDITION_BATCH], self.image_size), None)
+
+        def poses():
+            start = 0
+            for images in self._clip_frames(clip):
+                batch_landmarks = landmarks[start:start + len(images)]
+                keep = 1 - lower_face_mask(batch_landmarks, self.image_size)[..., None]
+                yield masked_images(to_uint8(images), keep)
+                start += len(images)
+
+        frames = np.arange(0, clip.num_frames, self.frame_stride)
+        return {"clip": clip, "frames": frames, "landmarks": landmarks,
+                "train": torch.from_numpy((frames >= clip.train_range[0]) & (frames < clip.train_range[1])),
+                "val": torch.from_numpy((frames >= clip.val_range[0]) & (frames < clip.val_range[1])),
+                "targets": cached("frames", lambda: self._clip_frames(clip)),
+                "renders": cached("landmark-drawings", renders), "poses": cached("pose-references", poses)}
+
+    def _examples(self, clips: list[dict], split: str) -> dict:
+        """Scaled latents and landmarks of every used frame of a split, and for each frame the span of its clip."""
+        parts = {"targets": [], "renders": [], "poses": [], "landmarks": [], "clip_start": [], "clip_stop": [],
+                 "source": []}
+        offset = 0
+        for clip in clips:
+            chosen = clip[split]
+            count = int(chosen.sum())
+            if not count:
                 continue
-            images = self.dataset.clip_frames(clip, split, size)
-            landmarks = self.dataset.clip_array(clip, "landmarks", split).numpy()
-            landmarks = (landmarks + 0.5) * size / self.dataset.resolution - 0.5
-            uint8_images = to_uint8(images)
-            keep = 1 - lower_face_mask(landmarks, size)[..., None]
-            renders = render_landmarks(landmarks, size)
-            parts["images"].append(images)
-            parts["targets"].append(self._encode(images))
-            parts["renders"].append(self._encode(masked_images(renders, None)))
-            parts["poses"].append(self._encode(masked_images(uint8_images, keep)))
-            parts["landmarks"].append(torch.from_numpy(to_unit_coordinates(landmarks, size)).float())
-            parts["clip_start"].append(torch.full((len(images),), offset))
-            parts["clip_stop"].append(torch.full((len(images),), offset + len(images)))
-            offset += len(images)
-        if not parts["images"]:
-            return {name: torch.zeros(0) for name in parts}
-        return {name: torch.cat(values) for name, values in parts.items()}
+            for name in ("targets", "renders", "poses"):
+                parts[name].append(scale_raw(self.vae, clip[name][chosen]))
+            landmarks = clip["landmarks"][chosen.numpy()]
+            parts["landmarks"].append(torch.from_numpy(to_unit_coordinates(landmarks, self.image_size)).float())
+            parts["clip_start"].append(torch.full((count,), offset))
+            parts["clip_stop"].append(torch.full((count,), offset + count))
+            parts["source"] += [(clip["clip"], int(frame)) for frame in clip["frames"][chosen.numpy()]]
+            offset += count
+        if not parts["targets"]:
+            return {"targets": torch.zeros(0)}
+        return {name: values if name == "source" else torch.cat(values) for name, values in parts.items()}
 
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        scale = self.vae.config.scaling_factor
-        return torch.cat([self.vae.encode(chunk).latent_dist.mode() * scale for chunk in images.split(64)])
+    def _frame_images(self, sources: list[tuple[Clip, int]]) -> torch.Tensor:
+        """Frames [N,3,S,S] in [-1,1] read from the dataset by (clip, frame index)."""
+        frames = np.stack([np.asarray(clip.array("frames")[frame]) for clip, frame in sources])
+        return resize_images(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1, self.image_size)
 
     def modules(self):
         return {"unet": self.unet, "landmark_encoder": self.landmark_encoder}
@@ -141,16 +190,14 @@ class L2VTask:
         pipeline = self.pipeline(modules)
         count = len(examples["targets"])
         index = torch.arange(0, count, max(1, count // NUM_SAMPLE_FRAMES))[:NUM_SAMPLE_FRAMES]
-        images = examples["images"][index]
+        images = self._frame_images([examples["source"][i] for i in index])
+        identities = self._frame_images([examples["source"][examples["clip_start"][i]] for i in index])
         landmarks = (examples["landmarks"][index].numpy() + 1) / 2 * self.image_size - 0.5
         keep = 1 - lower_face_mask(landmarks, self.image_size)[..., None]
         poses = masked_images(to_uint8(images), keep)
-        generated = []
-        for i, frame in enumerate(index):
-            identity = examples["images"][examples["clip_start"][frame]][None]
-            generated.append(pipeline.denoise_frames(landmarks[i:i + 1], poses[i:i + 1], identity,
-                                                     pipeline.initial_noise(0), SAMPLE_STEPS).cpu())
-        generated = torch.cat(generated)
+        generated = torch.cat([pipeline.denoise_frames(landmarks[i:i + 1], poses[i:i + 1], identities[i:i + 1],
+                                                       pipeline.initial_noise(0), SAMPLE_STEPS).cpu()
+                               for i in range(len(index))])
         renders = masked_images(pipeline.render(landmarks), None)
         save_image_grid([images, renders, poses, generated], path)
         return {"sample_psnr": psnr(generated, images)}
@@ -158,7 +205,8 @@ class L2VTask:
     def export(self, modules, output_dir: Path, training_summary: dict):
         pipeline = self.pipeline(modules)
         pipeline.training_record = {"l2v": {**training_summary, "image_size": self.image_size,
-                                            "crop_scale": self.crop_scale, "dataset": str(self.dataset.root),
+                                            "crop_scale": self.crop_scale, "frame_stride": self.frame_stride,
+                                            "dataset": self.dataset.name,
                                             "clips": [clip.name for clip in self.dataset.clips]}}
         if self.autoencoder_record is not None:
             pipeline.training_record["autoencoder"] = self.autoencoder_record

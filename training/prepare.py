@@ -67,18 +67,21 @@ def _prepare_clip(video: Path, clip_dir: Path, *, fps, resolution, val_fraction,
     if with_speaker:
         train_audio = audio[: round(num_train / fps * SAMPLE_RATE)] if num_train else audio
         np.save(clip_dir / "speaker.npy", speaker_embedding(train_audio))
-    return {"name": clip_dir.name, "source": str(video), "num_frames": num_frames,
+    return {"name": clip_dir.name, "source": video.name, "num_frames": num_frames,
             "train_frames": [0, num_train], "val_frames": [num_train, num_frames]}
 
 
 def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: float = 25.0, resolution: int = 256,
                     val_fraction: float = 0.2, feature_kinds: tuple[str, ...] = ("logmel",),
                     landmark_backend: str = "dlib", crop_mode: str = "fixed", crop_scale: float = 2.4,
-                    speaker_embeddings: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
+                    speaker_embeddings: bool = False, skip_unusable: bool = False, overwrite: bool = False,
+                    progress: bool = True) -> Path:
     """Prepare `videos` (one speaker each) into a dataset folder at `output_dir`; return its path.
 
     `crop_scale` sizes the face crop (see `crop_box_from_landmarks`); `speaker_embeddings` also stores
-    each clip's GE2E voice embedding, computed from its training part, as `speaker.npy`.
+    each clip's GE2E voice embedding, computed from its training part, as `speaker.npy`. With `skip_unusable`,
+    a video that cannot be used (no face in too many frames, no speech, unreadable) is left out with a warning
+    and listed under "skipped" in dataset.json, instead of stopping the whole run.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
@@ -90,21 +93,31 @@ def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: fl
     try:
         extractors = {kind: AudioFeatureExtractor(kind=kind, fps=fps) for kind in feature_kinds}
         landmarker = get_landmarker(landmark_backend)
-        clips, names = [], set()
+        clips, names, skipped = [], set(), []
         for video in map(Path, videos):
             name = video.stem
             while name in names:
                 name += "_"
             names.add(name)
-            clips.append(_prepare_clip(video, staging / "clips" / name, fps=fps, resolution=resolution,
-                                       val_fraction=val_fraction, extractors=extractors, landmarker=landmarker,
-                                       crop_mode=crop_mode, crop_scale=crop_scale,
-                                       with_speaker=speaker_embeddings, progress=progress))
+            try:
+                clips.append(_prepare_clip(video, staging / "clips" / name, fps=fps, resolution=resolution,
+                                           val_fraction=val_fraction, extractors=extractors, landmarker=landmarker,
+                                           crop_mode=crop_mode, crop_scale=crop_scale,
+                                           with_speaker=speaker_embeddings, progress=progress))
+            except TalkingHeadError as error:
+                if not skip_unusable:
+                    raise
+                logger.warning("skipped %s: %s", video.name, error)
+                shutil.rmtree(staging / "clips" / name, ignore_errors=True)
+                skipped.append({"name": video.name, "reason": str(error)})
+        if not clips:
+            raise TalkingHeadError(f"none of the {len(skipped)} videos could be used: {skipped[0]['reason']}")
         index = {
             "format": DATASET_FORMAT, "fps": fps, "resolution": resolution, "sample_rate": SAMPLE_RATE,
             "landmark_backend": landmark_backend, "crop_mode": crop_mode, "crop_scale": crop_scale,
             "features": {kind: {**e.to_config(), "dim": e.feature_dim} for kind, e in extractors.items()},
             "clips": clips,
+            **({"skipped": skipped} if skipped else {}),
         }
         (staging / DATASET_FILE).write_text(json.dumps(index, indent=2))
     except BaseException:

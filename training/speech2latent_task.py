@@ -111,6 +111,6 @@ class Speech2LatentTask:
         self.pipeline.register_modules(speech2latent=self.pipeline.speech2latent)
         record = dict(self.pipeline.training_record or {})
         record["speech2latent"] = {**training_summary, "feature_kind": self.model.config.feature_kind,
-                                   "dataset": str(self.dataset.root)}
+                                   "dataset": self.dataset.name}
         self.pipeline.training_record = record
         self.pipeline.save_pretrained(output_dir)
