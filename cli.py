@@ -3,6 +3,7 @@
 import argparse
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,52 @@ from .evaluation import ALL_METRICS as EVALUATION_METRICS
 DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
 DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
 LANDMARK_BACKENDS = ("dlib", "face-alignment")
+# Sampler steps: at least one, at most the noise schedules' 1000 training steps.
+MAX_STEPS = 1000
+
+
+class Stopped(BaseException):
+    """The run was stopped by a signal (SIGTERM or SIGINT); cleanup runs as for any error."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+def _stop(signal_number, _frame) -> None:
+    raise Stopped(signal_number)
+
+
+def _integer(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`, else a usage error that names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}")
+        return value
+
+    return parse
+
+
+def _mp4_path(text: str) -> str:
+    """An argparse type: a video to write, named .mp4 (the container written), and not an existing folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name the mp4 file to write")
+    if path.suffix.lower() != ".mp4":
+        raise argparse.ArgumentTypeError(f"{text}: the output is an mp4 (h264 + aac); name it .mp4")
+    return text
+
+
+def _require_files(**files) -> None:
+    """A clear error, before any model loads, for a named input file that is not there."""
+    for what, path in files.items():
+        if path is not None and not Path(path).is_file():
+            raise TalkingHeadError(f"{what.replace('_', ' ')} not found: {path}")
 
 
 def _progress_bar():
@@ -33,6 +80,7 @@ def _progress_bar():
 
 
 def _generate(args) -> None:
+    _require_files(audio=args.audio, portrait=args.image, pose_video=args.pose_from)
     if args.pipeline == "landmark":
         _generate_landmark(args)
         return
@@ -210,16 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image", help="portrait photo to animate (landmark pipeline)")
     generate.add_argument("--face", type=int, help="which face to animate when the portrait shows several "
                           "(0 = largest, 1 = next, ...; default: the largest)")
-    generate.add_argument("--preview", help="also write the landmark drawings as a video here (landmark pipeline)")
+    generate.add_argument("--preview", type=_mp4_path, help="also write the landmark drawings as a video here (landmark pipeline)")
     generate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    generate.add_argument("--steps", type=int, help="sampler steps (default: the papers' 100 DDIM steps for dae, "
+    generate.add_argument("--steps", type=_integer(1, MAX_STEPS), help="sampler steps (default: the papers' 100 DDIM steps for dae, "
                           "200 for landmark)")
     generate.add_argument("--sampler", default="ddim", help="ddim, dpm++, unipc, deis, euler or heun")
     generate.add_argument("--seed", type=int, default=0, help="seed of the noise shared by all frames")
     generate.add_argument("--pose-from", help="a video whose head motion the result follows")
-    generate.add_argument("--batch-size", type=int, default=16, help="frames decoded at once")
-    generate.add_argument("--size", type=int, help="output frame size in pixels (dae; default: the model's)")
-    generate.add_argument("-o", "--output", required=True, help="the mp4 to write")
+    generate.add_argument("--batch-size", type=_integer(1, 1024), default=16, help="frames decoded at once")
+    generate.add_argument("--size", type=_integer(32, 4096), help="output frame size in pixels (dae; default: the model's)")
+    generate.add_argument("-o", "--output", type=_mp4_path, required=True, help="the mp4 to write")
     generate.set_defaults(run=_generate)
 
     prepare = commands.add_parser("prepare", help="turn footage of a person into a training dataset")
@@ -296,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "held-back clips")
     evaluate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    evaluate.add_argument("--steps", type=int, help="sampler steps (default: 100 for dae, 50 for landmark)")
+    evaluate.add_argument("--steps", type=_integer(1, MAX_STEPS), help="sampler steps (default: 100 for dae, 50 for landmark)")
     evaluate.add_argument("--sampler", default="ddim")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--real-pose", action="store_true",
@@ -333,11 +381,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `talking-head`; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    previous = {number: signal.signal(number, _stop) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         args.run(args)
     except TalkingHeadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Stopped as stopped:
+        print(f"stopped by {stopped}: nothing half-written was left", file=sys.stderr)
+        return 128 + stopped.signal_number
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 

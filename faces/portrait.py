@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def load_portrait(image) -> np.ndarray:
     """A portrait as uint8 RGB [H,W,3] from a path, a PIL image or an array.
 
-    Greyscale becomes three equal channels; transparency is flattened onto white. Raises FaceError for a
+    Greyscale (8 or 16 bits) becomes three equal channels; transparency is flattened onto white. Raises FaceError for a
     missing or unreadable file.
     """
     if isinstance(image, (str, Path)):
@@ -33,6 +33,10 @@ def load_portrait(image) -> np.ndarray:
         except (UnidentifiedImageError, OSError) as error:
             raise FaceError(f"{path} could not be read as an image: {error}") from None
     if isinstance(image, Image.Image):
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit greyscale (PNG): PIL's own conversion clips every value above 255 to white.
+            levels = np.asarray(image, dtype=np.float64)
+            image = Image.fromarray(np.clip(levels / 257.0, 0, 255).round().astype(np.uint8), "L")
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             logger.info("the portrait has transparency; flattening it onto white")
             rgba = image.convert("RGBA")

@@ -107,11 +107,13 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop encoding and delete all temporary files; nothing is written to `path`."""
-        self._stop_encoder()
-        for temp_path in self._temp_paths:
-            temp_path.unlink(missing_ok=True)
-        self._temp_paths = []
-        self._closed = True
+        try:
+            self._stop_encoder()
+        finally:  # even when the encoder died with the run (a signal reaches the whole process group)
+            for temp_path in self._temp_paths:
+                temp_path.unlink(missing_ok=True)
+            self._temp_paths = []
+            self._closed = True
 
     def _check_open(self) -> None:
         if self._closed:

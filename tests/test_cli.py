@@ -2,8 +2,10 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audio_files import write_wav
@@ -116,3 +118,53 @@ def test_pose_from_a_reference_video_drives_the_head(tiny_model, tmp_path):
     assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "--steps", "1",
                  "--pose-from", str(reference), "-o", str(output)]) == 0
     assert probe_video(output)["has_audio"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--steps", "0", "0 is out of range: use 1 to 1000"),
+    ("--steps", "-5", "-5 is out of range: use 1 to 1000"),
+    ("--steps", "100000", "100000 is out of range: use 1 to 1000"),
+    ("--batch-size", "0", "0 is out of range: use 1 to 1024"),
+    ("--size", "7", "7 is out of range: use 32 to 4096"),
+])
+def test_settings_out_of_range_are_usage_errors_before_any_model_loads(tmp_path, capsys, option, value, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tmp_path / "no-model"), option, value,
+              "-o", str(tmp_path / "out.mp4")])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name, message", [("folder", "is a folder"), ("out.avi", "name it .mp4")])
+def test_an_output_that_cannot_be_the_mp4_is_refused_before_any_work(tmp_path, capsys, name, message):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit) as stopped:
+        main(["generate", "--audio", str(EXAMPLE_SPEECH), "-o", str(tmp_path / name)])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder"]
+
+
+def test_a_missing_portrait_is_named_before_any_model_loads(tmp_path, capsys):
+    status = main(["generate", "--pipeline", "landmark", "--audio", str(EXAMPLE_SPEECH), "--model",
+                   str(tmp_path / "no-model"), "--image", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "out.mp4")])
+    assert status == 2 and "portrait not found" in capsys.readouterr().err
+
+
+def test_a_generate_stopped_with_sigterm_leaves_nothing_behind_and_says_so(tiny_model, tmp_path):
+    """The run is stopped once its partial video exists (the event itself, not a clock)."""
+    import signal
+
+    speech = tmp_path / "speech.wav"
+    write_wav(speech, np.tile(load_audio(EXAMPLE_SPEECH), 6))  # about a minute
+    output = tmp_path / "out" / "talk.mp4"
+    output.parent.mkdir()
+    run = subprocess.Popen([sys.executable, "-m", "talking_head", "generate", "--audio", str(speech), "--model",
+                            str(tiny_model), "--steps", "50", "--batch-size", "1", "-o", str(output)],
+                           stderr=subprocess.PIPE, text=True)
+    while not list(output.parent.glob(".talk.mp4.partial-*")) and run.poll() is None:
+        time.sleep(0.05)
+    assert run.poll() is None, run.stderr.read()
+    run.send_signal(signal.SIGTERM)
+    assert run.wait() == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in run.stderr.read()
+    assert not list(output.parent.iterdir())

@@ -274,3 +274,12 @@ def test_an_f4_vq_autoencoder_can_stand_in_for_the_kl_one(tiny, face, tmp_path):
     frames = loaded.denoise_frames(landmarks, loaded.pose_references(face, landmarks, loaded.still_head(1)), identity,
                                    loaded.initial_noise(0), num_inference_steps=2)
     assert frames.shape == (1, 3, 32, 32) and torch.isfinite(frames).all()
+
+
+def test_a_16_bit_greyscale_portrait_is_found_as_its_8_bit_version(tiny, tmp_path):
+    grey = np.asarray(Image.open(PORTRAIT).convert("L"), np.uint16)
+    Image.fromarray(grey * 257).save(tmp_path / "grey16.png")  # 16-bit PNG: mode I;16 (or I) when read back
+    assert Image.open(tmp_path / "grey16.png").mode in ("I;16", "I")
+    deep = tiny.find_face(tmp_path / "grey16.png")
+    shallow = tiny.find_face(Image.fromarray(grey.astype(np.uint8), "L"))
+    np.testing.assert_array_equal(deep.crop, shallow.crop)

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,12 +74,19 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 
 def _replace_directory(staging: Path, final: Path) -> None:
-    """Swap a fully written `staging` folder into place so `final` is never half-written."""
+    """Swap a fully written `staging` folder into place so `final` is never half-written.
+
+    SIGTERM and SIGINT wait for the two renames, so a stopped run keeps the old folder or the new one.
+    """
     retired = final.with_name(final.name + ".old")
     shutil.rmtree(retired, ignore_errors=True)
-    if final.exists():
-        os.replace(final, retired)
-    os.replace(staging, final)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        if final.exists():
+            os.replace(final, retired)
+        os.replace(staging, final)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     shutil.rmtree(retired, ignore_errors=True)
 
 
@@ -117,6 +125,13 @@ class Trainer:
         staging = self.output_dir / (CHECKPOINT_DIR + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
+        try:
+            self._write_checkpoint(staging)
+            _replace_directory(staging, self.output_dir / CHECKPOINT_DIR)
+        finally:  # stopped half-way: the last complete checkpoint stays, the partial one goes
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _write_checkpoint(self, staging: Path) -> None:
         for name, module in self.modules.items():
             state = self.accelerator.unwrap_model(module).state_dict()
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, staging / f"{name}.safetensors")
@@ -125,7 +140,6 @@ class Trainer:
         torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
         state = {"step": self.step, "elapsed_seconds": self.elapsed_seconds, "config": asdict(self.config)}
         (staging / "state.json").write_text(json.dumps(state, indent=2, default=str))
-        _replace_directory(staging, self.output_dir / CHECKPOINT_DIR)
 
     def _load_checkpoint(self, checkpoint: Path) -> None:
         for name, module in self.modules.items():
@@ -227,6 +241,9 @@ class Trainer:
             staging = self.output_dir / "model.tmp"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
-            self.task.export(self.ema_modules(), staging, summary)
-            _replace_directory(staging, self.output_dir / "model")
+            try:
+                self.task.export(self.ema_modules(), staging, summary)
+                _replace_directory(staging, self.output_dir / "model")
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return final
