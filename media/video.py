@@ -182,6 +182,14 @@ class VideoWriter:
         return {"comment": " ".join(comment.split()), "description": description}
 
 
+def soundtrack(audio, waveform: np.ndarray, sample_rate: int = 16000) -> dict:
+    """VideoWriter's audio arguments for a result made from `audio`: the user's own file as it was given (its
+    sample rate and channels, trimmed to the video) when `audio` is a path, else the waveform the models heard."""
+    if isinstance(audio, (str, os.PathLike)):
+        return {"audio_path": audio}
+    return {"waveform": waveform, "sample_rate": sample_rate}
+
+
 def read_video_frames(path, size: tuple[int, int] | None = None, fps: float | None = None, batch: int = 32):
     """Iterator over the frames of a video as uint8 RGB arrays [B, H, W, 3], `batch` at a time.
 

@@ -21,7 +21,7 @@ from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
-from ..media.video import VideoWriter, resize_frames
+from ..media.video import VideoWriter, resize_frames, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
 from .hub import declared_components, load_autoencoder_component, load_component, resolve_pipeline_folder
 from .sampling import denoise, make_scheduler
@@ -247,7 +247,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         else:
             initial_noise = self.initial_noise(seed)
         metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
-        with VideoWriter(output_path, fps=self.fps, waveform=waveform, sample_rate=SAMPLE_RATE, metadata=metadata) as writer:
+        with VideoWriter(output_path, fps=self.fps, metadata=metadata, **soundtrack(audio, waveform, SAMPLE_RATE)) as writer:
             done = 0
             for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size):
                 writer.write(frames if output_size is None else resize_frames(frames, output_size))

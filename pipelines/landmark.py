@@ -48,7 +48,7 @@ from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.speaker import speaker_embedding
-from ..media.video import VideoWriter
+from ..media.video import VideoWriter, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
 from .hub import (
     MODEL_INDEX,
@@ -333,12 +333,12 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
         with contextlib.ExitStack() as files:
             if landmark_preview_path is not None:
-                preview = files.enter_context(VideoWriter(landmark_preview_path, fps=self.fps, waveform=waveform,
-                                                          metadata=metadata))
+                preview = files.enter_context(VideoWriter(landmark_preview_path, fps=self.fps, metadata=metadata,
+                                                          **soundtrack(audio, waveform, SAMPLE_RATE)))
                 for start in range(0, len(landmarks), 256):
                     preview.write(self.render(landmarks[start:start + 256], size=256))
-            writer = files.enter_context(VideoWriter(output_path, fps=self.fps, waveform=waveform,
-                                                     sample_rate=SAMPLE_RATE, metadata=metadata))
+            writer = files.enter_context(VideoWriter(output_path, fps=self.fps, metadata=metadata,
+                                                     **soundtrack(audio, waveform, SAMPLE_RATE)))
             done = 0
             for frames in self.generate_frames(face_found, landmarks, transforms, self.initial_noise(seed),
                                                num_inference_steps, sampler, batch_size):

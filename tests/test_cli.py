@@ -168,3 +168,17 @@ def test_a_generate_stopped_with_sigterm_leaves_nothing_behind_and_says_so(tiny_
     assert run.wait() == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in run.stderr.read()
     assert not list(output.parent.iterdir())
+
+
+def test_the_video_carries_the_speech_as_it_was_given_not_the_models_16_khz_mono(tiny_model, tmp_path):
+    """assets/jfk.flac is 44.1 kHz stereo; the models hear 16 kHz mono, the video keeps the original."""
+    import imageio_ffmpeg
+
+    output = tmp_path / "talk.mp4"
+    assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "--steps", "1",
+                 "-o", str(output)]) == 0
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(output)],
+                           capture_output=True, text=True).stderr
+    audio_line = next(line for line in probe.splitlines() if "Audio:" in line)
+    assert "44100 Hz" in audio_line and "stereo" in audio_line
+    assert abs(probe_video(output)["duration"] - 11.0) < 0.1
