@@ -23,7 +23,7 @@ demo: setup
 # Any portrait: the bundled landmark pipeline animates a NASA portrait (public domain) with JFK's voice.
 demo-landmark: setup
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio assets/jfk.flac \
-		--image assets/astronaut.jpg --steps 25 --preview demo-landmarks.mp4 -o demo-landmark.mp4
+		--image assets/astronaut.jpg --steps 15 --sampler dpm++ --preview demo-landmarks.mp4 -o demo-landmark.mp4
 	@echo "wrote demo-landmark.mp4 and its landmark preview demo-landmarks.mp4"
 
 # The Gradio demo on http://127.0.0.1:7860

@@ -182,6 +182,7 @@ def _evaluate(args) -> None:
         return
     if not args.data:
         raise TalkingHeadError("evaluate needs --generated VIDEO... --real VIDEO..., or --data DATASET for the held-back clips")
+    from .pipelines.base import public_model_name
     from .training.dataset import TalkingHeadDataset
 
     dataset = TalkingHeadDataset(args.data)
@@ -201,7 +202,7 @@ def _evaluate(args) -> None:
         pipeline = DAETalkerPipeline.from_pretrained(model)
         report = evaluate_on_holdout(pipeline, dataset, num_inference_steps=args.steps or 100, sampler=args.sampler,
                                      seed=args.seed, use_real_pose=args.real_pose, with_ceiling=args.with_ceiling)
-    report["model"] = str(model)
+    report["model"] = public_model_name(model)
     text = json.dumps(report, indent=2)
     if args.output:
         Path(args.output).write_text(text)

@@ -10,6 +10,7 @@ from talking_head.cli import DEFAULT_LANDMARK_MODEL
 from talking_head.evaluation.holdout import mouth_openings
 from talking_head.evaluation.metrics import best_lag, loudness_per_frame, pearson
 from talking_head.faces.landmarks import get_landmarker, mouth_opening
+from talking_head.hub_models.tiny_autoencoder import TinyAutoencoder
 from talking_head.media.audio import SAMPLE_RATE, load_audio
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 
@@ -29,11 +30,14 @@ def speech_then_silence() -> np.ndarray:
     return np.concatenate([load_audio(EXAMPLES / "jfk.flac")[: 4 * SAMPLE_RATE], np.zeros(2 * SAMPLE_RATE, np.float32)])
 
 
-def test_the_bundled_model_is_trained_and_its_card_reports_measured_quality(bundled):
-    assert {"autoencoder", "l2v", "a2l", "evaluation"} <= set(bundled.training_record)
+def test_the_bundled_model_is_trained_and_its_card_reports_measured_quality_and_the_autoencoders_licence(bundled):
+    assert {"l2v", "a2l", "evaluation", "previous"} <= set(bundled.training_record)
     mean = bundled.training_record["evaluation"]["mean"]
     assert mean["a2l_mouth_nme"] < 0.2 and mean["speech_psnr"] > 15
-    assert "Measured quality" in (DEFAULT_LANDMARK_MODEL / "README.md").read_text()
+    assert isinstance(bundled.vae, TinyAutoencoder) and bundled.image_size == 128
+    card = (DEFAULT_LANDMARK_MODEL / "README.md").read_text()
+    assert "Measured quality" in card and "Against the previous version" in card
+    assert "Copyright (c) 2023 Ollin Boer Bohan" in card and (DEFAULT_LANDMARK_MODEL / "vae" / "LICENSE").is_file()
     size_mb = sum(f.stat().st_size for f in DEFAULT_LANDMARK_MODEL.rglob("*") if f.is_file()) / 1e6
     assert size_mb < 31
 
