@@ -9,10 +9,12 @@ from pathlib import Path
 
 from .errors import TalkingHeadError
 from .evaluation import ALL_METRICS as EVALUATION_METRICS
+from .faces.landmarks import LANDMARK_BACKENDS as LANDMARKER_NAMES
 
 DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
 DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
-LANDMARK_BACKENDS = ("dlib", "face-alignment")
+# The landmark backends as the command line spells them (face-alignment, as its package is named).
+LANDMARK_BACKENDS = tuple(name.replace("_", "-") for name in LANDMARKER_NAMES)
 # Sampler steps: at least one, at most the noise schedules' 1000 training steps.
 MAX_STEPS = 1000
 

@@ -56,8 +56,7 @@ def encode_raw(vae: FrameAutoencoder, images: torch.Tensor) -> torch.Tensor:
 def scale_raw(vae: FrameAutoencoder, raw: torch.Tensor) -> torch.Tensor:
     """The autoencoder's own latents to the scaled latents the diffusion models work in."""
     if isinstance(vae, TinyAutoencoder):
-        mean, std = vae.channel_statistics(raw)
-        return (raw - mean) / std
+        return vae.scale(raw)
     return raw * vae.config.scaling_factor
 
 

@@ -88,7 +88,7 @@ class TinyAutoencoder(ModelMixin, ConfigMixin):
     def downsampling_factor(self) -> int:
         return 2 ** DOWNSAMPLING_STEPS
 
-    def channel_statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _channel_statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel latent mean and standard deviation [1,C,1,1], in the dtype and device of `like`."""
         channels = self.config.latent_channels
         mean = self.config.latents_mean or [0.0] * channels
@@ -100,16 +100,23 @@ class TinyAutoencoder(ModelMixin, ConfigMixin):
         """Images [N,3,H,W] in [-1,1] to the network's own latents [N,C,H/8,W/8] (no per-channel scaling)."""
         return self.encoder((images + 1) / 2)
 
+    def scale(self, raw: torch.Tensor) -> torch.Tensor:
+        """The network's own latents to unit-scaled ones (each channel by `latents_mean` / `latents_std`)."""
+        mean, std = self._channel_statistics(raw)
+        return (raw - mean) / std
+
+    def unscale(self, latents: torch.Tensor) -> torch.Tensor:
+        """Unit-scaled latents back to the network's own."""
+        mean, std = self._channel_statistics(latents)
+        return latents * std + mean
+
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N,3,H,W] in [-1,1] to unit-scaled latents [N,C,H/8,W/8]."""
-        raw = self.encode_raw(images)
-        mean, std = self.channel_statistics(raw)
-        return (raw - mean) / std
+        return self.scale(self.encode_raw(images))
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Unit-scaled latents [N,C,h,w] to images [N,3,8h,8w] in [-1,1]."""
-        mean, std = self.channel_statistics(latents)
-        return self.decode_raw(latents * std + mean)
+        return self.decode_raw(self.unscale(latents))
 
     def decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
         """The network's own latents to images in [-1,1]."""

@@ -182,7 +182,7 @@ class VideoWriter:
         return {"comment": " ".join(comment.split()), "description": description}
 
 
-def soundtrack(audio, waveform: np.ndarray, sample_rate: int = 16000) -> dict:
+def soundtrack(audio, waveform: np.ndarray, sample_rate: int) -> dict:
     """VideoWriter's audio arguments for a result made from `audio`: the user's own file as it was given (its
     sample rate and channels, trimmed to the video) when `audio` is a path, else the waveform the models heard."""
     if isinstance(audio, (str, os.PathLike)):

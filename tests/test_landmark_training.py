@@ -110,9 +110,9 @@ def test_the_cli_trains_l2v_only_with_an_autoencoder(dataset, tmp_path, capsys):
 
 
 def test_l2v_in_a_tiny_autoencoder_latent_measures_its_scaling_and_encodes_each_clip_once(dataset, tmp_path):
-    from tiny_models import tiny_tiny_autoencoder
+    from tiny_models import tiny_taesd
 
-    tiny_tiny_autoencoder().save_pretrained(tmp_path / "taesd")
+    tiny_taesd().save_pretrained(tmp_path / "taesd")
     task = L2VTask(dataset, tmp_path / "taesd", image_size=32, preset="tiny", frame_stride=2)
     assert task.unet.config.sample_size == 4 and task.unet.config.in_channels == 12
     std = task.train["targets"].transpose(0, 1).reshape(3, -1).std(1)

@@ -24,7 +24,7 @@ from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from talking_head.training.dataset import Clip
 from talking_head.training.latent_cache import autoencoder_fingerprint, cached_raw_latents
-from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline, tiny_tiny_autoencoder
+from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline, tiny_taesd
 
 TAEF2 = Path(__file__).resolve().parents[2] / "shared" / "weights" / "taef2"
 ASTRONAUT = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
@@ -145,7 +145,7 @@ def test_the_published_taef2_reconstructs_a_face_it_never_saw(tmp_path, capsys):
 
 
 def test_measured_statistics_give_unit_variance_latents_and_decode_back():
-    vae = tiny_tiny_autoencoder()
+    vae = tiny_taesd()
     images = torch.rand(6, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         raw = vae.encode_raw(images)
@@ -159,7 +159,7 @@ def test_measured_statistics_give_unit_variance_latents_and_decode_back():
 
 def test_latents_are_encoded_once_and_a_changed_autoencoder_does_not_read_them(tmp_path):
     clip = Clip("clip", tmp_path, 4, (0, 3), (3, 4))
-    vae = tiny_tiny_autoencoder()
+    vae = tiny_taesd()
     frames = torch.rand(4, 3, 32, 32) * 2 - 1
     encoded = []
 
@@ -180,7 +180,7 @@ def test_latents_are_encoded_once_and_a_changed_autoencoder_does_not_read_them(t
 
 
 def test_the_landmark_pipeline_keeps_its_tiny_autoencoder_and_the_licence_in_the_card(tmp_path):
-    landmark = tiny_landmark_pipeline(vae=tiny_tiny_autoencoder(licence="MIT License\nCopyright (c) someone"))
+    landmark = tiny_landmark_pipeline(vae=tiny_taesd(licence="MIT License\nCopyright (c) someone"))
     assert landmark.image_size == 32
     landmark.save_pretrained(tmp_path)
     loaded = LandmarkDiffusionPipeline.from_pretrained(tmp_path)
@@ -194,7 +194,7 @@ def test_the_landmark_pipeline_keeps_its_tiny_autoencoder_and_the_licence_in_the
 
 def test_the_dae_pipeline_takes_the_tiny_autoencoder_as_its_latent_space(tmp_path):
     dae = tiny_dae_pipeline(latent_space=True)
-    vae = tiny_tiny_autoencoder(latent_channels=dae.vae.config.latent_channels)
+    vae = tiny_taesd(latent_channels=dae.vae.config.latent_channels)
     dae = DAETalkerPipeline(unet=dae.unet, semantic_encoder=dae.semantic_encoder, scheduler=dae.scheduler, vae=vae,
                             speech2latent=dae.speech2latent)
     dae.save_pretrained(tmp_path)

@@ -41,7 +41,7 @@ def tiny_dae_pipeline(latent_space: bool = False, seed: int = 0) -> DAETalkerPip
                              speech2latent=speech2latent).eval_mode()
 
 
-def tiny_tiny_autoencoder(latent_channels: int = 3, licence: str | None = None) -> TinyAutoencoder:
+def tiny_taesd(latent_channels: int = 3, licence: str | None = None) -> TinyAutoencoder:
     """A TAESD-family autoencoder (f=8) with 8 feature channels and random weights."""
     return TinyAutoencoder(latent_channels=latent_channels, channels=8, licence=licence).eval()
 

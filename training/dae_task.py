@@ -64,6 +64,7 @@ class DAETask:
         self.vae, self.autoencoder_record = None, None
         if autoencoder is not None:
             self.vae = load_autoencoder(autoencoder)
+            self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
             self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         self.train_targets, self.val_targets = self.train_images, self.val_images
         if self.vae is not None:
@@ -86,13 +87,12 @@ class DAETask:
     def _raw_latents(self, split: str) -> torch.Tensor:
         """The autoencoder's raw latents of a split's frames, in the order of `dataset.frames`, encoded once per
         clip and cached (see `latent_cache`)."""
-        fingerprint = autoencoder_fingerprint(self.vae)
         latents = []
         for clip in self.dataset.clips:
             start, stop = clip.frame_range(split)
             if stop <= start:
                 continue
-            raw = cached_raw_latents(clip, "frames", self.image_size, 1, self.vae, fingerprint,
+            raw = cached_raw_latents(clip, "frames", self.image_size, 1, self.vae, self.autoencoder_fingerprint,
                                      lambda clip=clip: self.dataset.iter_clip_frames(clip, "all", self.image_size))
             latents.append(raw[start:stop])
         return torch.cat(latents) if latents else torch.zeros(0)

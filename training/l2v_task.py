@@ -53,6 +53,7 @@ class L2VTask:
         self.image_size = image_size
         self.frame_stride = frame_stride
         self.vae = load_autoencoder(autoencoder)
+        self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
         self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         self.crop_scale = float(dataset.index.get("crop_scale", 2.4))
         factor = downsampling_factor(self.vae)
@@ -82,10 +83,10 @@ class L2VTask:
     def _clip_latents(self, clip: Clip) -> dict:
         """Raw latents of a clip's frames, landmark drawings and pose references, and its split masks."""
         landmarks = self._clip_landmarks(clip)
-        fingerprint = autoencoder_fingerprint(self.vae)
 
         def cached(what, images):
-            return cached_raw_latents(clip, what, self.image_size, self.frame_stride, self.vae, fingerprint, images)
+            return cached_raw_latents(clip, what, self.image_size, self.frame_stride, self.vae,
+                                      self.autoencoder_fingerprint, images)
 
         def renders():
             for start in range(0, len(landmarks), CONDITION_BATCH):
@@ -131,7 +132,7 @@ class L2VTask:
     def _frame_images(self, sources: list[tuple[Clip, int]]) -> torch.Tensor:
         """Frames [N,3,S,S] in [-1,1] read from the dataset by (clip, frame index)."""
         frames = np.stack([np.asarray(clip.array("frames")[frame]) for clip, frame in sources])
-        return resize_images(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1, self.image_size)
+        return resize_images(masked_images(frames, None), self.image_size)
 
     def modules(self):
         return {"unet": self.unet, "landmark_encoder": self.landmark_encoder}
