@@ -147,7 +147,8 @@ def _train(args) -> None:
 
         task = DAETask(dataset, image_size=args.resolution, autoencoder=args.autoencoder,
                        unet_preset=args.preset or "latent-small", encoder_preset=args.encoder_preset,
-                       prediction_type=args.prediction, mouth_weight=args.mouth_weight)
+                       prediction_type=args.prediction, mouth_weight=args.mouth_weight,
+                       mouth_head_weight=args.mouth_head_weight)
     elif args.model == "l2v":
         from .training.l2v_task import L2VTask
 
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--prediction", choices=["v_prediction", "epsilon"], default="v_prediction")
     train.add_argument("--mouth-weight", type=float, default=1.0,
                        help="weigh the loss over the mouth this many times the rest of the frame (dae)")
+    train.add_argument("--mouth-head-weight", type=float, default=0.0,
+                       help="weight of a training-only head that reads the lips' shape from the semantic code, "
+                            "so that the code must hold the mouth; 0 leaves it out (dae)")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
     train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")
     train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent, a2l)")

@@ -8,7 +8,9 @@ of the generated frames) against the real one: its correlation and the lag that 
 decoded from the real frames' own semantic latents (the most speech2latent could reach with this decoder),
 and `semantic_` what the semantic code holds: how many principal directions of the training frames' codes
 carry 99 % of their variance, and how well a linear read-out along them, fitted on the training frames,
-predicts the held-back frames' mouth opening (a mouth the code does not hold no decoder can draw).
+predicts the held-back frames' mouth opening (a mouth the code does not hold no decoder can draw). A clip held
+back whole (prepared with `--val-fraction 1`, e.g. sentences the model never saw) has no training frames: its
+read-out is fitted on the other clips' held-back frames instead.
 """
 
 import numpy as np
@@ -77,6 +79,11 @@ def semantic_code_figures(train_codes: np.ndarray, train_opening: np.ndarray, he
             "semantic_mouth_readout_correlation": pearson(design(held_back_codes) @ weights, held_back_opening)}
 
 
+def _joined(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes and mouth openings of several clips stacked, or None for no clips."""
+    return (np.concatenate([c for c, _ in pairs]), np.concatenate([o for _, o in pairs])) if pairs else None
+
+
 @torch.no_grad()
 def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 100,
                         sampler: str = "ddim", seed: int = 0, batch_size: int = 16, use_real_pose: bool = False,
@@ -85,7 +92,7 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
     feature_kind = pipeline.speech2latent.config.feature_kind
     landmarker = get_landmarker("dlib")
     initial_noise = pipeline.initial_noise(seed)
-    per_clip = []
+    per_clip, codes = [], {}
     for clip in dataset.clips:
         start, stop = clip.frame_range("val")
         if stop - start < 2:
@@ -106,14 +113,20 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
                 figures.update({f"autoencoder_{k}": v for k, v in
                                 compare_frames(to_uint8(reconstructed), real, real_opening, landmarker).items()})
             own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
-            train_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in
-                                       dataset.iter_clip_frames(clip, "train", pipeline.image_size, 64)])
-            train_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "train").numpy())
-            figures.update(semantic_code_figures(train_latents.numpy(), train_opening, own_latents.numpy(),
-                                                 real_opening))
+            train_latents = [pipeline.encode_frames(chunk) for chunk in
+                             dataset.iter_clip_frames(clip, "train", pipeline.image_size, 64)]
+            codes[clip.name] = {"held_back": (own_latents.numpy(), real_opening)}
+            if train_latents:
+                train_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "train").numpy())
+                codes[clip.name]["train"] = (torch.cat(train_latents).numpy(), train_opening)
             decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps, sampler, batch_size)))
             figures.update({f"ceiling_{k}": v for k, v in compare_frames(decoded, real, real_opening, landmarker).items()})
         per_clip.append(figures)
+    for figures in per_clip if with_ceiling else []:
+        own = codes[figures["clip"]]
+        fit = own.get("train") or _joined([other["held_back"] for name, other in codes.items() if name != figures["clip"]])
+        if fit is not None:
+            figures.update(semantic_code_figures(*fit, *own["held_back"]))
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
     mean = {k: float(np.mean([c[k] for c in per_clip])) for k in numeric}
     return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed,

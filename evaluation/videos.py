@@ -1,7 +1,11 @@
 """Generated videos against the real videos for the same audio: the metrics of the papers and offline ones.
 
-Each pair is read side by side, a batch at a time: the real video is resampled to the generated one's frame rate
-and size, and both are compared up to the shorter. Figures per video:
+Each pair is read side by side, a batch at a time: the real video is resampled to the generated one's frame rate,
+and both are compared up to the shorter. Landmarks are found in each video at its own resolution (small frames are
+enlarged for the detector). When the two framings differ (a face crop against the full frame), the real video is
+aligned to the generated one by the similarity transform that maps its face onto the generated face (nose and eye
+corners, over the first second): image metrics compare the generated frames with the real frames warped into that
+framing, and the real landmarks are carried into it by the same transform. Figures per video:
 - image quality: PSNR, SSIM (offline), LPIPS (network weights);
 - temporal coherence: Pixel-MSE, the mean squared difference of consecutive frames (pixels in 0..1; the real
   video's as a reference), and tLP (TecoGAN): the mean |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|;
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import MetricWeightsError, TalkingHeadError
-from ..faces.align import crop_box_from_landmarks, crop_and_resize
+from ..faces.align import STABLE_POINTS, apply_affine, crop_box_from_landmarks, crop_and_resize, fit_similarity
 from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.video import probe_video, read_video_frames
@@ -36,6 +40,8 @@ MAX_SYNC_OFFSET = 15  # frames either way, as SyncNet's evaluation
 SYNCNET_FPS = 25.0
 LSE_CROP_SIZE = 224
 LSE_CROP_SCALE = 1.6  # face crop around the landmarks for SyncNet: the face, not the shoulders
+MIN_DETECTION_SIDE = 256  # smaller frames are enlarged to this before landmark detection
+ALIGNMENT_FRAMES = 25  # frames at the start of a pair of differently framed videos that align them
 
 
 @dataclass
@@ -86,20 +92,43 @@ def _as_images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _landmarks_of(frames: np.ndarray, landmarker) -> np.ndarray:
-    """Landmarks [B,68,2] of the largest face per frame, NaN where there is none."""
+    """Landmarks [B,68,2] of the largest face per frame in its own pixels, NaN where there is none; frames smaller
+    than MIN_DETECTION_SIDE are enlarged for the detector."""
+    from PIL import Image
+
     found = np.full((len(frames), 68, 2), np.nan, np.float32)
+    height, width = frames.shape[1:3]
+    factor = max(1, -(-MIN_DETECTION_SIDE // min(height, width)))
     for index, frame in enumerate(frames):
+        if factor > 1:
+            frame = np.asarray(Image.fromarray(frame).resize((width * factor, height * factor), Image.BICUBIC))
         points = largest_face_landmarks(landmarker, frame)
         if points is not None:
-            found[index] = points
+            found[index] = (points + 0.5) / factor - 0.5
     return found
+
+
+def framing_alignment(generated_path: Path, real_path: Path, fps: float, landmarker) -> np.ndarray:
+    """The 2x3 similarity that maps the real video's pixels onto the generated video's framing, fitted on the nose
+    and eye corners of the faces in both over their first ALIGNMENT_FRAMES frames."""
+    generated = next(read_video_frames(generated_path, batch=ALIGNMENT_FRAMES))
+    real = next(read_video_frames(real_path, fps=fps, batch=ALIGNMENT_FRAMES))
+    count = min(len(generated), len(real))
+    generated_points, real_points = _landmarks_of(generated[:count], landmarker), _landmarks_of(real[:count], landmarker)
+    both = ~(np.isnan(generated_points).any(axis=(1, 2)) | np.isnan(real_points).any(axis=(1, 2)))
+    if not both.any():
+        raise TalkingHeadError(f"{generated_path.name} and {real_path.name} are framed differently, and no face was "
+                               f"found in both of their first {count} frames to align them")
+    stable = list(STABLE_POINTS)
+    return fit_similarity(real_points[both][:, stable].reshape(-1, 2), generated_points[both][:, stable].reshape(-1, 2))
 
 
 class _PairMeasure:
     """Running sums over one pair of videos, fed a batch of aligned frames at a time."""
 
-    def __init__(self, metrics: set[str], networks: _Networks, landmarker):
+    def __init__(self, metrics: set[str], networks: _Networks, landmarker, alignment: np.ndarray | None = None):
         self.metrics, self.networks, self.landmarker = metrics, networks, landmarker
+        self.alignment = alignment  # real pixels -> generated framing, when the framings differ
         self.count = 0
         self.sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "pixel_mse": 0.0, "pixel_mse_real": 0.0, "tlp": 0.0}
         self.previous: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -111,7 +140,15 @@ class _PairMeasure:
         self.face_box: np.ndarray | None = None  # the last face crop box, kept through frames without a face
 
     def add(self, generated: np.ndarray, real: np.ndarray) -> None:
+        """Measure a batch of generated frames against the real frames at the same times (at the real size)."""
         device = self.networks.device
+        real_landmarks = None
+        if self.metrics & {"landmarks", "sync", "lse"}:
+            real_landmarks = _landmarks_of(real, self.landmarker)
+        if self.alignment is not None:
+            real = self._aligned(real, generated.shape[1:3])
+            if real_landmarks is not None:
+                real_landmarks = apply_affine(real_landmarks, self.alignment).astype(np.float32)
         images, references = _as_images(generated, device), _as_images(real, device)
         count = len(images)
         self.sums["psnr"] += psnr(images, references) * count
@@ -127,13 +164,21 @@ class _PairMeasure:
         self._perceptual(images, references, images_chain, references_chain)
         if self.metrics & {"landmarks", "sync", "lse"}:
             self.landmarks.append(_landmarks_of(generated, self.landmarker))
-            self.real_landmarks.append(_landmarks_of(real, self.landmarker))
+            self.real_landmarks.append(real_landmarks)
         if "lse" in self.metrics and self.networks.get("lse") is not None:
             self.face_crops.append(self._face_crops(generated, self.landmarks[-1]))
         if "fid" in self.metrics and (inception := self.networks.get("fid")) is not None:
             self.features["generated"].append(inception(generated))
             self.features["real"].append(inception(real))
         self.count += count
+
+    def _aligned(self, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Real frames warped into the generated framing (height, width)."""
+        import cv2
+
+        height, width = size
+        return np.stack([cv2.warpAffine(frame, self.alignment, (width, height), flags=cv2.INTER_AREA,
+                                        borderMode=cv2.BORDER_REPLICATE) for frame in frames])
 
     def _perceptual(self, images, references, images_chain, references_chain) -> None:
         if not self.metrics & {"lpips", "tlp"} or (lpips := self.networks.get("lpips")) is None:
@@ -218,19 +263,23 @@ def evaluate_videos(generated: list[str | Path], real: list[str | Path], metrics
     for generated_path, real_path in zip(map(Path, generated), map(Path, real)):
         facts = probe_video(generated_path)
         fps = facts["fps"]
-        measure = _PairMeasure(metrics, networks, landmarker)
-        real_batches = read_video_frames(real_path, size=(facts["width"], facts["height"]), fps=fps)
+        real_facts = probe_video(real_path)
+        alignment = None
+        if (real_facts["width"], real_facts["height"]) != (facts["width"], facts["height"]):
+            alignment = framing_alignment(generated_path, real_path, fps, landmarker or get_landmarker(landmark_backend))
+        measure = _PairMeasure(metrics, networks, landmarker, alignment)
+        real_batches = read_video_frames(real_path, fps=fps)
         for generated_batch, real_batch in zip(read_video_frames(generated_path), real_batches):
             count = min(len(generated_batch), len(real_batch))
             measure.add(generated_batch[:count], real_batch[:count])
         real_waveform = load_audio(real_path, allow_silence=True)
         waveform = load_audio(generated_path, allow_silence=True) if facts["has_audio"] else real_waveform
-        videos.append({"generated": str(generated_path), "real": str(real_path),
+        videos.append({"generated": str(generated_path), "real": str(real_path), "aligned": alignment is not None,
                        **measure.figures(waveform, real_waveform, fps)})
         for side in all_features:
             all_features[side] += measure.features[side]
     mean = {key: float(np.nanmean([video[key] for video in videos if key in video]))
-            for key in videos[0] if key not in ("generated", "real")}
+            for key in videos[0] if key not in ("generated", "real", "aligned")}
     if all_features["generated"]:
         from .fid import feature_statistics, frechet_distance
 

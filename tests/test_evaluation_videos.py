@@ -138,3 +138,30 @@ def test_landmark_distances_are_scale_free_fractions_of_the_eye_distance():
     errors_with_a_missing_frame = landmark_errors(np.concatenate([moved, np.full((1, 68, 2), np.nan)]),
                                                   np.concatenate([real, real[:1]]))
     assert errors_with_a_missing_frame["nme"] == pytest.approx(0.05)
+
+
+def test_a_face_crop_is_measured_against_the_full_frame_it_was_cut_from(tmp_path):
+    """A 64x64 face crop (as DAE-Talker writes) against the 256x256 real video: the face is found in each at its own
+    resolution, the real frames are aligned to the crop, so the crop scores as the same pictures and the same mouth."""
+    from talking_head.faces.align import crop_box_from_landmarks
+    from talking_head.faces.landmarks import get_landmarker, largest_face_landmarks
+    from talking_head.media.video import read_video_frames
+
+    first_frame = next(read_video_frames(ADDRESS, batch=1))[0]
+    x, y, side = crop_box_from_landmarks(largest_face_landmarks(get_landmarker("dlib"), first_frame), 1.6)
+    left, top, side = round(x - side / 2), round(y - side / 2), round(side)
+    crop = tmp_path / "crop.mp4"
+    _ffmpeg("-i", ADDRESS, "-vf", f"crop={side}:{side}:{left}:{top},scale=64:64:flags=area", "-c:v", "libx264",
+            "-crf", "12", "-c:a", "copy", crop)
+    (figures,) = evaluate_videos([crop], [ADDRESS], metrics=("psnr", "ssim", "landmarks", "sync"))["videos"]
+    assert figures["aligned"] and figures["face_found"] == 1
+    assert figures["psnr"] > 28 and figures["ssim"] > 0.85
+    assert figures["mouth_opening_correlation"] > 0.7 and figures["landmark_distance_mouth"] < 0.08
+    assert abs(figures["sync_offset_frames"] - figures["real_sync_offset_frames"]) <= 1
+
+
+def test_differently_framed_videos_without_a_common_face_are_refused(tmp_path):
+    blank = tmp_path / "blank.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "color=gray:size=64x64:rate=25:duration=2", "-c:v", "libx264", blank)
+    with pytest.raises(TalkingHeadError, match="framed differently"):
+        evaluate_videos([blank], [ADDRESS], metrics=("psnr",))

@@ -13,7 +13,7 @@ from diffusers import AutoencoderKL
 from talking_head.errors import FaceError, TalkingHeadError
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.training.autoencoder_task import AutoencoderTask
-from talking_head.training.dae_task import DAETask, mouth_weights
+from talking_head.training.dae_task import DAETask, mouth_shapes, mouth_weights
 from talking_head.training.dataset import TalkingHeadDataset
 from talking_head.training.loop import LOG_FILE, TrainConfig, Trainer
 from talking_head.training.prepare import prepare_dataset
@@ -145,6 +145,43 @@ def test_mouth_weighted_dae_training_records_its_weight_and_refuses_less_than_on
         DAETask(dataset, image_size=16, unet_preset="tiny", encoder_preset="tiny", mouth_weight=0.5)
 
 
+def test_mouth_shapes_ignore_the_heads_position_and_size(dataset):
+    landmarks = dataset.clip_array(dataset.clips[0], "landmarks", "train")[:4]
+    shapes = mouth_shapes(landmarks)
+    assert shapes.shape == (4, 40)
+    torch.testing.assert_close(mouth_shapes(landmarks * 2.5 + torch.tensor([30.0, -7.0])), shapes)
+    opened = landmarks.clone()
+    opened[:, 57, 1] += 5  # the lower lip's middle drops
+    assert not torch.allclose(mouth_shapes(opened), shapes)
+
+
+def test_the_mouth_head_reads_the_lips_from_the_code_and_is_not_exported(dataset, tmp_path):
+    task = DAETask(dataset, image_size=16, unet_preset="tiny", encoder_preset="tiny", mouth_head_weight=1.0)
+    assert task.train_mouths.mean().abs() < 1e-4 and task.train_mouths.std(0).mean() == pytest.approx(1, abs=0.05)
+    modules = task.modules()
+    batch = next(task.batches(8, torch.Generator().manual_seed(0)))
+
+    def head_error() -> float:
+        with torch.no_grad():
+            return (task.mouth_head(task.encoder(batch["images"])) - batch["mouths"]).pow(2).mean().item()
+
+    before = head_error()
+    optimizer = torch.optim.AdamW([p for module in modules.values() for p in module.parameters()], lr=3e-3)
+    for _ in range(60):  # the training loss, on one batch: encoder and head learn to hold these lips
+        optimizer.zero_grad()
+        task.loss(modules, batch).backward()
+        optimizer.step()
+    assert head_error() < 0.8 * before
+
+    train(task, tmp_path, max_steps=3)
+    assert logged(tmp_path, "val_mouth_head_loss")
+    assert not list((tmp_path / "model").glob("mouth_head*"))  # inference needs no landmarks, as in the paper
+    record = DAETalkerPipeline.from_pretrained(tmp_path / "model").training_record
+    assert record["dae"]["mouth_head_weight"] == 1.0
+    with pytest.raises(TalkingHeadError, match="--mouth-head-weight"):
+        DAETask(dataset, image_size=16, unet_preset="tiny", encoder_preset="tiny", mouth_head_weight=-1)
+
+
 @pytest.fixture(scope="module")
 def trained_dae(dataset, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("dae")
@@ -187,6 +224,26 @@ def test_held_back_evaluation_measures_each_stage_of_the_bundled_dae(dataset):
     # what the semantic code holds: a count of its directions and a correlation
     assert 1 <= figures["semantic_dimensions_99pct_variance"] <= pipeline.semantic_encoder.config.out_dim
     assert -1 <= figures["semantic_mouth_readout_correlation"] <= 1
+
+
+def test_sentences_held_back_whole_fit_the_semantic_read_out_on_the_other_sentences(tmp_path):
+    from talking_head.cli import DEFAULT_DAE_MODEL
+    from talking_head.evaluation.holdout import evaluate_on_holdout
+
+    if not OBAMA_VIDEO.exists():
+        pytest.skip(f"real footage {OBAMA_VIDEO} is absent (the ../shared/media folder is not checked out here)")
+    sentences = []
+    for index, start in enumerate((0, 1.5)):
+        sentences.append(tmp_path / f"sentence{index}.mp4")
+        ffmpeg("-ss", start, "-i", OBAMA_VIDEO, "-t", 1.5, "-c:v", "libx264", "-c:a", "aac", sentences[-1])
+    held_out = TalkingHeadDataset(prepare_dataset(sentences, tmp_path / "held_out", resolution=64, val_fraction=1.0,
+                                                  progress=False))
+    assert all(clip.frame_range("train") == (0, 0) for clip in held_out.clips)  # nothing of them trains
+    pipeline = DAETalkerPipeline.from_pretrained(DEFAULT_DAE_MODEL).eval_mode()
+    report = evaluate_on_holdout(pipeline, held_out, num_inference_steps=2, with_ceiling=True)
+    assert len(report["clips"]) == 2
+    for clip in report["clips"]:
+        assert clip["frames"] == 38 and -1 <= clip["semantic_mouth_readout_correlation"] <= 1
 
 
 def test_semantic_code_figures_find_how_many_directions_codes_use_and_whether_they_hold_the_mouth():

@@ -4,15 +4,18 @@ The semantic encoder and the conditional UNet decoder are trained together with 
 pixel space as in the paper, or in the latent space of a trained frame autoencoder (`--autoencoder`).
 With `--mouth-weight` the loss counts the mouth, a small part of the frame that the plain loss nearly ignores,
 more than the rest, to push its shape into the semantic latent (on 16 s of footage it did not: see the README).
+With `--mouth-head-weight` a small training-only head predicts the lip landmarks' shape from z_sem, so the encoder
+must put the mouth into the code; the head is not exported, and inference needs no landmarks, as in the paper.
 """
 
 from pathlib import Path
 
 import torch
+from torch import nn
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from ..errors import TalkingHeadError
-from ..faces.landmarks import INNER_LIPS, OUTER_LIPS
+from ..faces.landmarks import INNER_LIPS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE
 from ..hub_models.autoencoders import TinyAutoencoder, load_autoencoder, measure_latent_statistics, scale_raw
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS
@@ -49,14 +52,24 @@ def mouth_weights(landmarks: torch.Tensor, from_size: int, size: int, weight: fl
     return 1 + (weight - 1) * inside[:, None].float()
 
 
+def mouth_shapes(landmarks: torch.Tensor) -> torch.Tensor:
+    """The lips' shape [N, 2 * 20] of [N,68,2] landmarks: the lip points about their centre, divided by the
+    distance between the eye centres, so that it holds neither the head's position nor its size."""
+    lips = landmarks[:, MOUTH_POINTS].float()
+    eyes = (landmarks[:, list(LEFT_EYE)].float().mean(1) - landmarks[:, list(RIGHT_EYE)].float().mean(1)).norm(dim=-1)
+    return ((lips - lips.mean(dim=1, keepdim=True)) / eyes[:, None, None]).flatten(1)
+
+
 class DAETask:
     """Denoising loss of the decoder conditioned on the encoder's z_sem of the same frame."""
 
     def __init__(self, dataset: TalkingHeadDataset, *, image_size: int = 64, autoencoder: str | Path | None = None,
                  unet_preset: str = "latent-small", encoder_preset: str = "small",
-                 prediction_type: str = "v_prediction", mouth_weight: float = 1.0):
+                 prediction_type: str = "v_prediction", mouth_weight: float = 1.0, mouth_head_weight: float = 0.0):
         if mouth_weight < 1:
             raise TalkingHeadError(f"--mouth-weight must be at least 1 (1 weighs the mouth like the rest), not {mouth_weight}")
+        if mouth_head_weight < 0:
+            raise TalkingHeadError(f"--mouth-head-weight must be 0 (no mouth head) or more, not {mouth_head_weight}")
         self.dataset = dataset
         self.image_size = image_size
         self.train_images = dataset.frames("train", image_size)
@@ -83,6 +96,15 @@ class DAETask:
         if mouth_weight > 1:
             self.train_weights = mouth_weights(dataset.arrays("landmarks", "train"), dataset.resolution, size,
                                                mouth_weight)
+        self.mouth_head_weight = mouth_head_weight
+        self.mouth_head = None
+        if mouth_head_weight > 0:
+            train_shapes = mouth_shapes(dataset.arrays("landmarks", "train"))
+            mean, std = train_shapes.mean(0), train_shapes.std(0).clamp_min(1e-6)
+            self.train_mouths = (train_shapes - mean) / std  # unit variance per coordinate
+            self.val_mouths = (mouth_shapes(dataset.arrays("landmarks", "val")) - mean) / std
+            code_dim = self.encoder.config.out_dim
+            self.mouth_head = nn.Sequential(nn.Linear(code_dim, 256), nn.SiLU(), nn.Linear(256, train_shapes.shape[1]))
 
     def _raw_latents(self, split: str) -> torch.Tensor:
         """The autoencoder's raw latents of a split's frames, in the order of `dataset.frames`, encoded once per
@@ -98,7 +120,8 @@ class DAETask:
         return torch.cat(latents) if latents else torch.zeros(0)
 
     def modules(self):
-        return {"unet": self.unet, "semantic_encoder": self.encoder}
+        trained = {"unet": self.unet, "semantic_encoder": self.encoder}
+        return trained if self.mouth_head is None else {**trained, "mouth_head": self.mouth_head}
 
     def batches(self, batch_size, generator):
         while True:
@@ -106,12 +129,22 @@ class DAETask:
             batch = {"images": self.train_images[index], "targets": self.train_targets[index]}
             if self.train_weights is not None:
                 batch["weights"] = self.train_weights[index]
+            if self.mouth_head is not None:
+                batch["mouths"] = self.train_mouths[index]
             yield batch
 
-    def _denoising_loss(self, modules, images, targets, generator=None, weights=None):
+    def _losses(self, modules, images, targets, mouths=None, generator=None, weights=None) -> dict[str, torch.Tensor]:
+        """The denoising loss, and with a mouth head the error of its lip shapes read from z_sem."""
         device = module_device(modules["unet"])
         images, targets = images.to(device), targets.to(device)
         z_sem = modules["semantic_encoder"](images)
+        losses = {"denoising": self._denoising_loss(modules, z_sem, targets, generator, weights)}
+        if mouths is not None:
+            losses["mouth_head"] = (modules["mouth_head"](z_sem) - mouths.to(device)).pow(2).mean()
+        return losses
+
+    def _denoising_loss(self, modules, z_sem, targets, generator, weights):
+        device = targets.device
         noise = torch.randn(targets.shape, generator=generator).to(targets)
         timesteps = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (len(targets),),
                                   generator=generator).to(device)
@@ -127,13 +160,19 @@ class DAETask:
         return (squared_error * weights).mean() / weights.mean()
 
     def loss(self, modules, batch):
-        return self._denoising_loss(modules, batch["images"], batch["targets"], weights=batch.get("weights"))
+        losses = self._losses(modules, batch["images"], batch["targets"], weights=batch.get("weights"),
+                              mouths=batch.get("mouths"))
+        return losses["denoising"] + self.mouth_head_weight * losses.get("mouth_head", 0.0)
 
     def validate(self, modules):
         generator = torch.Generator().manual_seed(0)  # the same noise and timesteps at every validation
-        losses = [self._denoising_loss(modules, images, targets, generator).item()
-                  for images, targets in zip(self.val_images.split(64), self.val_targets.split(64))]
-        return {"val_loss": sum(losses) / len(losses)}
+        images, targets = self.val_images.split(64), self.val_targets.split(64)
+        mouths = self.val_mouths.split(64) if self.mouth_head is not None else [None] * len(images)
+        losses = [self._losses(modules, *chunk, generator=generator) for chunk in zip(images, targets, mouths)]
+        figures = {"val_loss": sum(l["denoising"].item() for l in losses) / len(losses)}
+        if self.mouth_head is not None:  # 1 is a head that has learnt nothing (its targets have unit variance)
+            figures["val_mouth_head_loss"] = sum(l["mouth_head"].item() for l in losses) / len(losses)
+        return figures
 
     def _pipeline(self, modules) -> DAETalkerPipeline:
         scheduler = DDIMScheduler.from_config(self.noise_schedule.config)
@@ -156,6 +195,7 @@ class DAETask:
         pipeline.training_record = {"dae": {**training_summary, "image_size": self.image_size,
                                             "latent_space": self.vae is not None,
                                             "mouth_weight": self.mouth_weight,
+                                            "mouth_head_weight": self.mouth_head_weight,
                                             "dataset": self.dataset.name}}
         if self.autoencoder_record is not None:
             pipeline.training_record["autoencoder"] = self.autoencoder_record
