@@ -59,6 +59,8 @@ def _mp4_path(text: str) -> str:
 def _require_files(**files) -> None:
     """A clear error, before any model loads, for a named input file that is not there."""
     for what, path in files.items():
+        if path is not None and Path(path).is_dir():
+            raise TalkingHeadError(f"the {what.replace('_', ' ')} {path} is a folder, not a file")
         if path is not None and not Path(path).is_file():
             raise TalkingHeadError(f"{what.replace('_', ' ')} not found: {path}")
 

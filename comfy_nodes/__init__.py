@@ -6,6 +6,7 @@ Node ids carry the prefix "TalkingHead" and never change once released; display 
 from .dae_nodes import AudioEncoder, DAEDecode, EditPose, PoseFromFrames, PosePredictor, Speech2Latent
 from .landmark_nodes import A2L, FindFace, HeadMotionFromFrames, L2VDenoise, LandmarkRender, PasteBack
 from .loaders import LoadDAETalker, LoadLandmarkDiffusion
+from .services import readable_errors
 
 NODE_ID_PREFIX = "TalkingHead"
 
@@ -29,5 +30,5 @@ _NODES = {
     "PasteBack": (PasteBack, "Talking Head: Paste Back"),
 }
 
-NODE_CLASS_MAPPINGS = {NODE_ID_PREFIX + name: node for name, (node, _) in _NODES.items()}
+NODE_CLASS_MAPPINGS = {NODE_ID_PREFIX + name: readable_errors(node) for name, (node, _) in _NODES.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {NODE_ID_PREFIX + name: title for name, (_, title) in _NODES.items()}

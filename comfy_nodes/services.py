@@ -5,6 +5,7 @@ defined, imported and run without it.
 """
 
 import contextlib
+import functools
 import importlib
 import os
 import time
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from ..errors import TalkingHeadError
 
 # The folder under ComfyUI's models/ that holds the pack's pipelines; Hub downloads go to its hub/ cache.
 MODEL_FOLDER = "talking_head"
@@ -110,3 +113,26 @@ class Progress:
         if done >= self.total or now - self._last_sent >= PROGRESS_INTERVAL:
             self._last_sent = now
             self._comfy_bar.update_absolute(done, self.total)
+
+
+@functools.cache
+def _shown_by_name(error_class: type) -> type:
+    """A subclass of `error_class` that ComfyUI names by its bare class name: it prefixes an error's name with its
+    module, unless that is "builtins", and a node pack's modules are named by the pack's folder path."""
+    return type(error_class.__name__, (error_class,), {"__module__": "builtins", "__qualname__": error_class.__qualname__})
+
+
+def readable_errors(node: type) -> type:
+    """Let the node's errors read as ComfyUI shows them, "FaceError: no face found in the image", not
+    "/…/custom_nodes/talking-head-diffusion.errors.FaceError: …" (the class is still a FaceError)."""
+    run = getattr(node, node.FUNCTION)
+
+    @functools.wraps(run)
+    def run_with_readable_errors(self, *args, **kwargs):
+        try:
+            return run(self, *args, **kwargs)
+        except TalkingHeadError as error:
+            raise _shown_by_name(type(error))(*error.args).with_traceback(error.__traceback__) from None
+
+    setattr(node, node.FUNCTION, run_with_readable_errors)
+    return node

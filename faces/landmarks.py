@@ -222,8 +222,8 @@ def detect_face_landmarks(image, landmarker=None, which="largest", what: str = "
     elif isinstance(which, int) and 0 <= which < len(boxes):
         index = which
     else:
-        raise FaceError(f"{len(boxes)} face(s) found in {what}; choose 'largest' or a face index below {len(boxes)}, "
-                        f"not {which!r}")
+        raise FaceError(f"{len(boxes)} face(s) found in {what}, so face {which!r} does not exist; choose a face "
+                        f"index from 0 (the largest) to {len(boxes) - 1}")
     box = boxes[index]
     if len(boxes) > 1:
         logger.warning(

@@ -24,6 +24,8 @@ def load_portrait(image) -> np.ndarray:
     """
     if isinstance(image, (str, Path)):
         path = Path(image)
+        if path.is_dir():
+            raise FaceError(f"the portrait {path} is a folder, not an image file")
         if not path.is_file():
             raise FaceError(f"portrait not found: {path}")
         try:

@@ -3,6 +3,7 @@ stage by stage (so the page can follow the progress and cancel between batches).
 
 import functools
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -21,8 +22,10 @@ from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
-BUNDLED_DAE = str(PRETRAINED / "dae-talker-obama")
-BUNDLED_LANDMARK = str(PRETRAINED / "landmark-diffusion")
+# The bundled models by the names the page shows and takes; their folders never reach the page.
+BUNDLED_DAE, BUNDLED_LANDMARK = "dae-talker-obama", "landmark-diffusion"
+BUNDLED_MODELS = {BUNDLED_DAE: PRETRAINED / BUNDLED_DAE, BUNDLED_LANDMARK: PRETRAINED / BUNDLED_LANDMARK}
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # Results older than this are removed from the output folder when a new run starts.
 KEEP_RESULTS_SECONDS = 3600
 
@@ -38,6 +41,9 @@ class Limits:
     max_upload_mb: float = float(os.environ.get("TALKING_HEAD_MAX_UPLOAD_MB", 50))
     max_portrait_side: int = int(os.environ.get("TALKING_HEAD_MAX_PORTRAIT_SIDE", 1024))
     queue_size: int = int(os.environ.get("TALKING_HEAD_QUEUE_SIZE", 16))
+    # Serving the public (on a Hugging Face Space, or TALKING_HEAD_PUBLIC=1; TALKING_HEAD_PUBLIC=0 turns it off):
+    # the model box takes a bundled name or a Hub repo id, never a path on the server.
+    public: bool = os.environ.get("TALKING_HEAD_PUBLIC", "1" if os.environ.get("SPACE_ID") else "0") == "1"
 
 
 @dataclass
@@ -62,6 +68,18 @@ def _gpu(function):
 def load_pipeline(pipeline_class: type, name_or_path: str):
     """A pipeline by Hub repo id or folder, loaded once (the two most recent stay in memory)."""
     return pipeline_class.from_pretrained(name_or_path.strip())
+
+
+def model_source(choice: str | None, default: str, limits: Limits) -> str:
+    """What to load for the visitor's model box: a bundled model's folder by its name, otherwise the text as typed (a
+    Hub repo id, or locally a folder too). In public mode anything but a bundled name or a Hub repo id is refused."""
+    name = (choice or "").strip() or default
+    if name in BUNDLED_MODELS:
+        return str(BUNDLED_MODELS[name])
+    if limits.public and (not HUB_REPO_ID.fullmatch(name) or ".." in name or Path(name).exists()):
+        raise TalkingHeadError(f"This demo loads one of its bundled models ({', '.join(BUNDLED_MODELS)}) or a "
+                               "Hugging Face Hub repo id (org/name); it does not open folders on its server.")
+    return name
 
 
 def describe_model(pipeline) -> str:

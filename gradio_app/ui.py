@@ -13,11 +13,13 @@ from ..pipelines.sampling import SAMPLERS
 from .runner import (
     BUNDLED_DAE,
     BUNDLED_LANDMARK,
+    BUNDLED_MODELS,
     Limits,
     check_audio,
     describe_model,
     fit_portrait,
     load_pipeline,
+    model_source,
     output_path,
     run_dae_talker,
     run_landmark,
@@ -35,6 +37,15 @@ Give a speech recording and get a talking-head video. **Any portrait** animates 
 (Du et al. 2023). The bundled models were trained on a few minutes of CPU-friendly footage: expect blurry,
 low-resolution faces. The videos are synthetic: use only faces you have the consent to animate and say so
 wherever you share them."""
+
+
+DEFAULT_STEPS, DEFAULT_SAMPLER, DEFAULT_BATCH_SIZE = 25, "ddim", 16
+DEFAULT_PORTRAIT_SIDE, DEFAULT_DAE_SIZE = 512, 256
+
+
+def _model_info(limits: Limits) -> str:
+    return ("Or type a Hub repo id (org/name)." if limits.public
+            else "Or type a Hub repo id (org/name) or a local folder.")
 
 
 def _portrait_input() -> gr.Image:
@@ -66,12 +77,17 @@ def _follow(steps, progress: gr.Progress):
 
 
 def _visitor_error(error: TalkingHeadError, *uploads) -> gr.Error:
-    """The error for the page, with the server's temporary paths of the visitor's files shown as their names."""
+    """The error for the page, with the server's paths shown as names: the visitor's uploads, the bundled models'
+    folders and the Hub cache."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
     message = str(error)
     for upload in uploads:
         if isinstance(upload, str) and upload:
             message = message.replace(upload, Path(upload).name)
-    return gr.Error(message, print_exception=False)
+    for name, folder in BUNDLED_MODELS.items():
+        message = message.replace(str(folder), name)
+    return gr.Error(message.replace(str(HF_HUB_CACHE), "hub-cache"), print_exception=False)
 
 
 def _summary(seconds: float, video: Path, started: float, pipeline) -> str:
@@ -83,11 +99,12 @@ def _summary(seconds: float, video: Path, started: float, pipeline) -> str:
 def dae_talker_handler(limits: Limits):
     """The DAE-Talker tab's generate function (a generator, so the queue can cancel it between batches)."""
 
-    def generate(model, audio, pose_video, steps, seed, output_size, sampler, batch_size, progress=gr.Progress()):
+    def generate(model, audio, pose_video=None, steps=DEFAULT_STEPS, seed=0, output_size=DEFAULT_DAE_SIZE,
+                 sampler=DEFAULT_SAMPLER, batch_size=DEFAULT_BATCH_SIZE, progress=gr.Progress()):
         try:
+            model = model_source(model, BUNDLED_DAE, limits)
             seconds = check_audio(audio, limits)
             started, video = time.monotonic(), output_path()
-            model = model or BUNDLED_DAE
             steps_run = run_dae_talker(model, audio, pose_video, steps, sampler, seed, output_size, batch_size, video)
             for status in _follow(steps_run, progress):
                 yield gr.skip(), status
@@ -101,13 +118,14 @@ def dae_talker_handler(limits: Limits):
 def landmark_handler(limits: Limits):
     """The landmark tab's generate function (a generator, so the queue can cancel it between batches)."""
 
-    def generate(portrait, audio, pose_video, steps, seed, longest_side, model, sampler, face_index, batch_size,
+    def generate(portrait, audio, pose_video=None, steps=DEFAULT_STEPS, seed=0, longest_side=DEFAULT_PORTRAIT_SIDE,
+                 model=BUNDLED_LANDMARK, sampler=DEFAULT_SAMPLER, face_index=0, batch_size=DEFAULT_BATCH_SIZE,
                  progress=gr.Progress()):
         try:
+            model = model_source(model, BUNDLED_LANDMARK, limits)
             seconds = check_audio(audio, limits)
             image = fit_portrait(portrait, longest_side, limits)
             started, video, preview = time.monotonic(), output_path(), output_path()
-            model = model or BUNDLED_LANDMARK
             steps_run = run_landmark(model, audio, image, pose_video, steps, sampler, seed, face_index, batch_size,
                                      video, preview)
             for status in _follow(steps_run, progress):
@@ -121,16 +139,17 @@ def landmark_handler(limits: Limits):
 
 
 def _common_settings(paper_steps: int):
-    steps = gr.Slider(1, paper_steps, value=25, step=1, label="Denoising steps",
+    steps = gr.Slider(1, paper_steps, value=DEFAULT_STEPS, step=1, label="Denoising steps",
                       info=f"More is sharper and slower; the paper uses {paper_steps}.")
     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", info="The one noise image every frame starts from.")
     return steps, seed
 
 
 def _folded_settings():
-    sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="Sampler",
+    sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler",
                           info="ddim is the paper's; dpm++ and unipc need fewer steps.")
-    batch_size = gr.Slider(1, 64, value=16, step=1, label="Frames per batch", info="Lower it if memory runs short.")
+    batch_size = gr.Slider(1, 64, value=DEFAULT_BATCH_SIZE, step=1, label="Frames per batch",
+                           info="Lower it if memory runs short.")
     return sampler, batch_size
 
 
@@ -147,13 +166,14 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                     pose_video = gr.Video(label="Head motion from a video (optional; the head stays still without)",
                                           sources=["upload"])
                     steps, seed = _common_settings(200)
-                    longest_side = gr.Slider(256, limits.max_portrait_side, value=min(512, limits.max_portrait_side),
+                    longest_side = gr.Slider(256, limits.max_portrait_side,
+                                             value=min(DEFAULT_PORTRAIT_SIDE, limits.max_portrait_side),
                                              step=64, label="Output size (longest side, pixels)",
                                              info="Larger photos are scaled down to this.")
                     with gr.Accordion("More settings", open=False):
-                        model = gr.Dropdown([("landmark-diffusion (bundled)", BUNDLED_LANDMARK)],
+                        model = gr.Dropdown([(f"{BUNDLED_LANDMARK} (bundled)", BUNDLED_LANDMARK)],
                                             value=BUNDLED_LANDMARK, allow_custom_value=True, label="Model",
-                                            info="Or type a Hub repo id (org/name) or a local folder.")
+                                            info=_model_info(limits))
                         sampler, batch_size = _folded_settings()
                         face_index = gr.Number(value=0, precision=0, minimum=0, label="Face",
                                                info="With several faces: 0 is the largest, 1 the next, ...")
@@ -176,15 +196,16 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
         with gr.Tab("DAE-Talker"):
             with gr.Row():
                 with gr.Column():
-                    model = gr.Dropdown([("dae-talker-obama (bundled)", BUNDLED_DAE)], value=BUNDLED_DAE,
+                    model = gr.Dropdown([(f"{BUNDLED_DAE} (bundled)", BUNDLED_DAE)], value=BUNDLED_DAE,
                                         allow_custom_value=True, label="Model",
-                                        info="A DAE-Talker draws the one person it was trained on. Or type a Hub "
-                                             "repo id (org/name) or a local folder.")
+                                        info="A DAE-Talker draws the one person it was trained on. "
+                                             + _model_info(limits))
                     audio = gr.Audio(type="filepath", format=None, label="Speech", sources=["upload", "microphone"])
                     pose_video = gr.Video(label="Head pose from a video (optional; predicted from the speech without)",
                                           sources=["upload"])
                     steps, seed = _common_settings(100)
-                    output_size = gr.Slider(0, 1024, value=256, step=32, label="Output size (pixels; 0 = the model's)")
+                    output_size = gr.Slider(0, 1024, value=DEFAULT_DAE_SIZE, step=32,
+                                            label="Output size (pixels; 0 = the model's)")
                     with gr.Accordion("More settings", open=False):
                         sampler, batch_size = _folded_settings()
                     with gr.Row():

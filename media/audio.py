@@ -10,6 +10,7 @@ from ._ffmpeg import input_format, input_streams, last_error_line, run_ffmpeg
 SAMPLE_RATE = 16000
 
 # Below either level a recording holds no usable speech (16-bit quantisation noise is ~3e-5).
+MIN_AUDIO_SECONDS = 0.1  # shorter audio holds no speech to animate (a video frame at 25 fps is 0.04 s)
 _SILENCE_PEAK = 1e-4
 _SILENCE_RMS = 1e-5
 
@@ -40,7 +41,7 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE, allow_silence: bool = False
     if waveform.size == 0:
         raise AudioError(f"Audio file has zero length (no samples decoded): {path}")
     if not allow_silence:
-        _raise_if_silent(waveform, path)
+        _raise_if_unusable(waveform, path, sample_rate)
     return waveform
 
 
@@ -82,7 +83,7 @@ def prepare_waveform(waveform, sample_rate: int, what: str = "the audio", allow_
     if samples.size == 0:
         raise AudioError(f"{what} is too short to hold one sample at {SAMPLE_RATE} Hz")
     if not allow_silence:
-        _raise_if_silent(samples, what)
+        _raise_if_unusable(samples, what, SAMPLE_RATE)
     return samples
 
 
@@ -106,7 +107,11 @@ def _describe_decode_failure(path: Path, stderr: str) -> str:
     )
 
 
-def _raise_if_silent(waveform: np.ndarray, path: Path | str) -> None:
+def _raise_if_unusable(waveform: np.ndarray, path: Path | str, sample_rate: int) -> None:
+    """AudioError for audio too short to hold speech, or silent."""
+    if len(waveform) < MIN_AUDIO_SECONDS * sample_rate:
+        raise AudioError(f"{path} is only {len(waveform) / sample_rate * 1000:.0f} ms long: too short to animate "
+                         f"(give at least {MIN_AUDIO_SECONDS * 1000:.0f} ms of speech)")
     peak = float(np.abs(waveform).max())
     rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
     if peak < _SILENCE_PEAK or rms < _SILENCE_RMS:

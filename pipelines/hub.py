@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+from diffusers.utils import is_accelerate_available
+
 from ..errors import ModelError
 from ..hub_models.autoencoders import autoencoder_class
 
@@ -50,7 +52,8 @@ def load_component(model_class, folder: Path, component: str, required: bool = T
             raise ModelError(f"{folder} has no '{component}' folder, which this pipeline needs")
         return None
     try:
-        return model_class.from_pretrained(subfolder, **load_kwargs)
+        # Without accelerate, diffusers would warn on every component that it falls back to this.
+        return model_class.from_pretrained(subfolder, low_cpu_mem_usage=is_accelerate_available(), **load_kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
         raise ModelError(f"the '{component}' folder of {folder} does not fit {model_class.__name__}: {error}") from None
 

@@ -79,7 +79,8 @@ def test_generate_with_the_landmark_pipeline_animates_the_portrait(tiny_landmark
 @pytest.mark.parametrize("extra, message", [
     ([], "needs a portrait: --image"),
     (["--image", "missing.jpg"], "portrait not found"),
-    (["--image", str(PORTRAIT), "--face", "3"], "choose 'largest' or a face index below 1"),
+    (["--image", str(PORTRAIT), "--face", "3"], "face 3 does not exist; choose a face index from 0 (the largest) to 0"),
+    (["--image", str(PORTRAIT.parent)], "is a folder, not a file"),
     (["--image", str(PORTRAIT), "--size", "128"], "keeps the portrait's size"),
 ])
 def test_landmark_pipeline_input_problems_end_with_one_error_line(tiny_landmark_model, tmp_path, capsys, extra, message):

@@ -284,10 +284,12 @@ def test_head_motion_from_frames_moves_the_landmarks_with_the_head(landmark, ste
 
 
 # -- bad input --------------------------------------------------------------------------------------------------------
-def test_an_image_without_a_face_gets_a_face_error(landmark):
+def test_an_image_without_a_face_gets_a_face_error_that_comfyui_names_by_its_class(landmark):
     gradient = torch.linspace(0, 1, 256)[None, None, :, None].expand(1, 256, 256, 3)
-    with pytest.raises(FaceError, match="no face found in the image"):
+    with pytest.raises(FaceError, match="no face found in the image") as raised:
         node("FindFace").find(landmark, gradient)
+    # ComfyUI shows module + "." + qualname unless the module is builtins; a pack's module is its folder path
+    assert raised.type.__module__ == "builtins" and raised.type.__qualname__ == "FaceError"
 
 
 @pytest.mark.parametrize("waveform, message", [

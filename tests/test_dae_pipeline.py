@@ -272,3 +272,17 @@ def test_saved_folders_and_video_tags_name_the_model_without_a_local_path(tmp_pa
     files = [path for path in (tmp_path / "second").rglob("*") if path.is_file()]
     assert files and not [path for path in files if str(tmp_path).encode() in path.read_bytes()]
     assert DAETalkerPipeline.from_pretrained(tmp_path / "second").config["_name_or_path"] == "second"
+
+
+def test_without_accelerate_loading_a_pipeline_warns_of_nothing(tmp_path, monkeypatch, caplog):
+    """diffusers warns per component that it falls back from low_cpu_mem_usage when accelerate is absent (ComfyUI
+    users saw it 4 times per load); the pipelines ask for the fallback themselves."""
+    import diffusers.models.modeling_utils as modeling_utils
+    from talking_head.pipelines import hub
+
+    tiny_dae_pipeline(latent_space=True).save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(modeling_utils, "is_accelerate_available", lambda: False)
+    monkeypatch.setattr(hub, "is_accelerate_available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        DAETalkerPipeline.from_pretrained(tmp_path / "model")
+    assert "accelerate" not in caplog.text

@@ -165,3 +165,24 @@ def test_the_page_renders_its_main_controls_in_headless_chromium(server, tmp_pat
         assert label in dom, f"{label!r} is not on the page"
     subprocess.run([*command, f"--screenshot={tmp_path / 'page.png'}", server], capture_output=True, timeout=120)
     assert Image.open(tmp_path / "page.png").size == (1280, 1800)
+
+
+def test_in_public_mode_the_model_box_takes_bundled_names_and_hub_repo_ids_only(tmp_path):
+    public, local = runner.Limits(public=True), runner.Limits(public=False)
+    bundled = runner.model_source("dae-talker-obama", runner.BUNDLED_DAE, public)
+    assert Path(bundled) == runner.PRETRAINED / "dae-talker-obama"
+    assert runner.model_source("", runner.BUNDLED_LANDMARK, public) == str(runner.PRETRAINED / "landmark-diffusion")
+    assert runner.model_source(" org/talker-v2 ", runner.BUNDLED_DAE, public) == "org/talker-v2"
+    for server_path in ("/etc", "~/models", "../pretrained/x", "org/../../etc", str(tmp_path), "a/b/c"):
+        with pytest.raises(runner.TalkingHeadError, match="does not open folders on its server"):
+            runner.model_source(server_path, runner.BUNDLED_DAE, public)
+    assert runner.model_source(str(tmp_path), runner.BUNDLED_DAE, local) == str(tmp_path)  # a local demo may
+
+
+def test_the_api_shows_no_server_path_and_the_head_motion_video_is_optional():
+    info = build_app(runner.Limits(public=True)).get_api_info()
+    assert str(runner.PRETRAINED) not in str(info) and str(Path.home()) not in str(info)
+    for endpoint in ("/landmark", "/dae_talker"):
+        parameters = {p["parameter_name"]: p for p in info["named_endpoints"][endpoint]["parameters"]}
+        assert parameters["pose_video"]["parameter_has_default"] and parameters["pose_video"]["parameter_default"] is None
+        assert not parameters["audio"]["parameter_has_default"]

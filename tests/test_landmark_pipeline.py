@@ -178,6 +178,7 @@ def _corrupt(path):
     (_tiny_portrait, "tiny.png", "needs at least"),
     (_corrupt, "broken.jpg", "could not be read as an image"),
     (None, "missing.jpg", "portrait not found"),
+    (lambda path: path.mkdir(), "folder.jpg", "is a folder, not an image file"),
 ])
 def test_a_portrait_problem_gets_one_clear_error_and_leaves_no_output(tiny, two_seconds_of_speech, tmp_path, make,
                                                                        name, message):

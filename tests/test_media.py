@@ -10,7 +10,7 @@ import torch
 
 from talking_head.errors import AudioError, TalkingHeadError, VideoError
 from talking_head.media import features
-from talking_head.media.audio import SAMPLE_RATE, load_audio, num_video_frames
+from talking_head.media.audio import SAMPLE_RATE, load_audio, num_video_frames, prepare_waveform
 from talking_head.media.features import AudioFeatureExtractor
 from talking_head.media.video import VideoWriter, probe_video, read_metadata, read_video_frames
 from audio_files import write_wav
@@ -135,6 +135,16 @@ def test_digital_silence_is_reported_as_silent(tmp_path):
     path = write_wav(tmp_path / "quiet.wav", np.zeros(SAMPLE_RATE))
     with pytest.raises(AudioError, match="quiet.wav is silent"):
         load_audio(path)
+
+
+@pytest.mark.parametrize("samples", [16, 1000])  # 1 ms and 62 ms
+def test_audio_too_short_to_hold_speech_is_called_too_short_not_silent(tmp_path, samples):
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, samples)
+    path = write_wav(tmp_path / "blip.wav", noise)
+    with pytest.raises(AudioError, match=r"blip.wav is only \d+ ms long: too short to animate"):
+        load_audio(path)
+    with pytest.raises(AudioError, match="too short to animate"):
+        prepare_waveform(noise, SAMPLE_RATE, what="the audio input")
 
 
 def test_silence_is_returned_when_allowed(tmp_path):
