@@ -182,6 +182,9 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     import json
 
+    for report_path in (args.output, args.csv):
+        if report_path and (Path(report_path).is_dir() or not Path(report_path).parent.is_dir()):
+            raise TalkingHeadError(f"cannot write the report to {report_path}: name a file in a folder that exists")
     if args.generated or args.real:
         _evaluate_videos(args)
         return
@@ -241,6 +244,12 @@ def _convert_taesd(args) -> None:
     from .convert.tiny_autoencoder import convert_tiny_autoencoder
 
     print(convert_tiny_autoencoder(args.encoder, args.decoder, args.out, licence=args.licence))
+
+
+def _convert_ge2e(args) -> None:
+    from .convert.speaker_encoder import convert_speaker_encoder
+
+    print(convert_speaker_encoder(args.weights, args.out, licence=args.licence, half=args.half))
 
 
 def _app(args) -> None:
@@ -377,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     taesd.add_argument("--licence", help="the weights' licence file, copied into the folder")
     taesd.add_argument("--out", required=True)
     taesd.set_defaults(run=_convert_taesd)
+
+    ge2e = commands.add_parser("convert-ge2e", help="Resemblyzer's published GE2E voice encoder (pretrained.pt) to "
+                               "a speaker encoder folder (the voice embeddings A2L hears)")
+    ge2e.add_argument("--weights", required=True, help="e.g. resemblyzer/pretrained.pt")
+    ge2e.add_argument("--licence", help="the weights' licence file, copied into the folder (default: Resemblyzer's "
+                      "Apache-2.0 notice)")
+    ge2e.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    ge2e.add_argument("--out", required=True)
+    ge2e.set_defaults(run=_convert_ge2e)
 
     app = commands.add_parser("app", help="serve the Gradio demo in a browser")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")

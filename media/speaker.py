@@ -1,41 +1,35 @@
-"""Speaker identity embeddings from Resemblyzer's GE2E speaker encoder (its weights ship in its wheel)."""
+"""Speaker identity embeddings from a GE2E speaker encoder: by default the bundled conversion of Resemblyzer's
+published voice encoder (`pretrained/landmark-diffusion/speaker_encoder`), which gives Resemblyzer's embeddings."""
 
 import functools
+from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..errors import AudioError, ModelError
+from ..errors import ModelError
+from ..hub_models.speaker_encoder import MIN_SPEECH_SECONDS, SpeakerEncoder
 from .audio import SAMPLE_RATE
 
-MIN_SPEECH_SECONDS = 0.3
+__all__ = ["BUNDLED_SPEAKER_ENCODER", "MIN_SPEECH_SECONDS", "bundled_speaker_encoder", "speaker_embedding"]
+
+BUNDLED_SPEAKER_ENCODER = Path(__file__).resolve().parent.parent / "pretrained" / "landmark-diffusion" / "speaker_encoder"
 
 
 @functools.lru_cache(maxsize=1)
-def _voice_encoder():
-    try:
-        from resemblyzer import VoiceEncoder
-    except ImportError as error:
-        raise ModelError(
-            "speaker embeddings need Resemblyzer: pip install resemblyzer webrtcvad-wheels"
-        ) from error
-    # Resemblyzer reads its bundled state dict with torch.load, which loads weights only on torch >= 2.6.
-    return VoiceEncoder(device="cpu", verbose=False).eval()
+def bundled_speaker_encoder() -> SpeakerEncoder:
+    """The bundled speaker encoder, float32 on the CPU, loaded once."""
+    if not (BUNDLED_SPEAKER_ENCODER / "config.json").is_file():
+        raise ModelError(f"the bundled speaker encoder is missing ({BUNDLED_SPEAKER_ENCODER}); convert Resemblyzer's "
+                         "pretrained.pt there with `talking-head convert-ge2e`")
+    return SpeakerEncoder.from_pretrained(BUNDLED_SPEAKER_ENCODER, torch_dtype=torch.float32).eval()
 
 
-def speaker_embedding(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def speaker_embedding(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                      encoder: SpeakerEncoder | None = None) -> np.ndarray:
     """A unit-length float32 [256] GE2E embedding of the voice in a mono waveform at `sample_rate`.
 
     Long silences are trimmed first (webrtcvad); raises AudioError when less than MIN_SPEECH_SECONDS of speech is left.
+    `encoder` defaults to the bundled one.
     """
-    from resemblyzer import preprocess_wav
-
-    if sample_rate != SAMPLE_RATE:
-        raise AudioError(f"speaker_embedding expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
-    speech = preprocess_wav(np.asarray(waveform, dtype=np.float32), source_sr=SAMPLE_RATE)
-    if len(speech) < MIN_SPEECH_SECONDS * SAMPLE_RATE:
-        raise AudioError(
-            f"the audio holds {len(speech) / SAMPLE_RATE:.1f} s of speech after trimming silence; "
-            f"the voice embedding needs at least {MIN_SPEECH_SECONDS} s"
-        )
-    embedding = _voice_encoder().embed_utterance(speech)
-    return embedding.astype(np.float32)
+    return (encoder if encoder is not None else bundled_speaker_encoder()).embed(waveform, sample_rate)

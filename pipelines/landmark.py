@@ -45,6 +45,7 @@ from ..hub_models.autoencoders import (
     encode_latents,
 )
 from ..hub_models.landmark_encoder import LandmarkEncoder
+from ..hub_models.speaker_encoder import SpeakerEncoder
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.speaker import speaker_embedding
@@ -70,16 +71,19 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     Components: `vae` (the frame autoencoder: TinyAutoencoder, AutoencoderKL or VQModel, see
     `hub_models.autoencoders`), `unet` (UNet2DConditionModel over the
     noisy latent and the three condition latents), `landmark_encoder` (coordinates to cross-attention
-    tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline).
+    tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline) and
+    `speaker_encoder` (the GE2E voice embedding A2L hears; without it, the bundled one).
     `crop_scale` is the face crop size the models were trained on (see `crop_box_from_landmarks`).
     """
 
-    _optional_components = ["a2l"]  # noqa: RUF012 (diffusers reads this class attribute)
+    _optional_components = ["a2l", "speaker_encoder"]  # noqa: RUF012 (diffusers reads this class attribute)
 
     def __init__(self, vae: FrameAutoencoder, unet: UNet2DConditionModel, landmark_encoder: LandmarkEncoder,
-                 scheduler: DDIMScheduler, a2l: AudioToLandmarks | None = None, crop_scale: float = 2.0):
+                 scheduler: DDIMScheduler, a2l: AudioToLandmarks | None = None,
+                 speaker_encoder: SpeakerEncoder | None = None, crop_scale: float = 2.0):
         super().__init__()
-        self.register_modules(vae=vae, unet=unet, landmark_encoder=landmark_encoder, scheduler=scheduler, a2l=a2l)
+        self.register_modules(vae=vae, unet=unet, landmark_encoder=landmark_encoder, scheduler=scheduler, a2l=a2l,
+                              speaker_encoder=speaker_encoder)
         self.register_to_config(crop_scale=crop_scale)
         self._feature_extractor: AudioFeatureExtractor | None = None
         self._check_components_fit()
@@ -88,7 +92,10 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
                         **download_kwargs) -> "LandmarkDiffusionPipeline":
-        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub)."""
+        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub).
+
+        The speaker encoder, small and run once per audio, always loads in float32 (bfloat16 moves its embeddings).
+        """
         folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
         index = json.loads((folder / MODEL_INDEX).read_text())
         pipeline = cls(
@@ -98,6 +105,9 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             scheduler=load_component(DDIMScheduler, folder, "scheduler"),
             a2l=load_component(AudioToLandmarks, folder, "a2l", required="a2l" in declared_components(folder),
                                torch_dtype=torch_dtype),
+            speaker_encoder=load_component(SpeakerEncoder, folder, "speaker_encoder",
+                                           required="speaker_encoder" in declared_components(folder),
+                                           torch_dtype=torch.float32),
             crop_scale=float(index.get("crop_scale", 2.0)),
         )
         pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))
@@ -113,6 +123,10 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         if self.unet.config.cross_attention_dim != self.landmark_encoder.config.output_dim:
             raise ModelError(f"the landmark encoder gives {self.landmark_encoder.config.output_dim}-d tokens but the "
                              f"UNet cross-attends to {self.unet.config.cross_attention_dim}-d ones")
+        if self.a2l is not None and self.speaker_encoder is not None \
+                and self.speaker_encoder.config.embedding_size != self.a2l.config.speaker_dim:
+            raise ModelError(f"the speaker encoder gives {self.speaker_encoder.config.embedding_size}-d voice "
+                             f"embeddings but A2L hears {self.a2l.config.speaker_dim}-d ones")
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -150,7 +164,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         """Speech features per video frame [T,F] and the voice embedding [256] of an audio file or waveform."""
         waveform = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
         features = self.feature_extractor(waveform, sample_rate)
-        return features, torch.from_numpy(speaker_embedding(waveform, sample_rate))
+        return features, torch.from_numpy(speaker_embedding(waveform, sample_rate, encoder=self.speaker_encoder))
 
     @torch.no_grad()
     def audio_to_landmarks(self, features: torch.Tensor, speaker: torch.Tensor, face_landmarks) -> np.ndarray:
