@@ -6,6 +6,7 @@ Node ids carry the prefix "TalkingHead" and never change once released; display 
 from .dae_nodes import AudioEncoder, DAEDecode, EditPose, PoseFromFrames, PosePredictor, Speech2Latent
 from .landmark_nodes import A2L, FindFace, HeadMotionFromFrames, L2VDenoise, LandmarkRender, PasteBack
 from .loaders import LoadDAETalker, LoadLandmarkDiffusion
+from .save import SaveVideo
 from .services import readable_errors
 
 NODE_ID_PREFIX = "TalkingHead"
@@ -13,6 +14,7 @@ NODE_ID_PREFIX = "TalkingHead"
 _NODES = {
     # shared
     "AudioEncoder": (AudioEncoder, "Talking Head: AudioEncoder"),
+    "SaveVideo": (SaveVideo, "Talking Head: Save Video (marked synthetic)"),
     # DAE-Talker
     "LoadDAETalker": (LoadDAETalker, "Talking Head: Load DAE-Talker"),
     "PosePredictor": (PosePredictor, "Talking Head: PosePredictor"),

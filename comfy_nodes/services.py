@@ -19,8 +19,9 @@ from ..errors import TalkingHeadError
 # The folder under ComfyUI's models/ that holds the pack's pipelines; Hub downloads go to its hub/ cache.
 MODEL_FOLDER = "talking_head"
 HUB_CACHE = "hub"
-# Outside ComfyUI, models are looked for here.
+# Outside ComfyUI, models are looked for here, and saved videos go here.
 STANDALONE_MODELS = Path(os.environ.get("TALKING_HEAD_MODELS", "~/.cache/talking_head/models")).expanduser()
+STANDALONE_OUTPUT = Path(os.environ.get("TALKING_HEAD_OUTPUT", "output"))
 # Progress reaches the UI at most this often (seconds), and always at the end.
 PROGRESS_INTERVAL = 0.25
 
@@ -46,6 +47,23 @@ def model_folders() -> list[Path]:
 def hub_cache() -> Path:
     """Where Hub downloads go: models/talking_head/hub (the Hugging Face cache layout)."""
     return model_folders()[0] / HUB_CACHE
+
+
+def output_file(filename_prefix: str, suffix: str) -> tuple[Path, dict]:
+    """A new file under ComfyUI's output folder named as its save nodes name theirs (PREFIX_00001_.mp4, counting
+    up), and the entry that shows it in the UI ({"filename", "subfolder", "type": "output"})."""
+    folder_paths = _comfy("folder_paths")
+    if folder_paths is not None:
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory())
+    else:
+        prefix = STANDALONE_OUTPUT / filename_prefix
+        folder, name, subfolder = prefix.parent, prefix.name, str(Path(filename_prefix).parent).strip(".")
+        folder.mkdir(parents=True, exist_ok=True)
+        counter = 1 + max((int(p.name[len(name) + 1:-len(suffix) - 1]) for p in folder.glob(f"{name}_*_{suffix}")
+                           if p.name[len(name) + 1:-len(suffix) - 1].isdigit()), default=0)
+    filename = f"{name}_{counter:05}_{suffix}"
+    return Path(folder) / filename, {"filename": filename, "subfolder": subfolder, "type": "output"}
 
 
 def device() -> torch.device:

@@ -246,6 +246,18 @@ def _filled(values: np.ndarray) -> np.ndarray:
     return np.where(known, values, values[known].mean() if known.any() else 0.0)
 
 
+def _check_pairs(generated: list[Path], real: list[Path], needs_sound: bool) -> dict:
+    """Every video's facts by pair, read before any measuring, so that a missing, unreadable or silent-less video is
+    reported at once."""
+    facts = {}
+    for generated_path, real_path in zip(generated, real):
+        facts[generated_path, real_path] = probe_video(generated_path), probe_video(real_path)
+        if needs_sound and not facts[generated_path, real_path][1]["has_audio"]:
+            raise TalkingHeadError(f"the real video {real_path} has no audio track, which the sync and lse metrics "
+                                   "measure against; give the real video with its sound, or leave those metrics out")
+    return facts
+
+
 def evaluate_videos(generated: list[str | Path], real: list[str | Path], metrics=ALL_METRICS,
                     weights: MetricWeights | None = None, landmark_backend: str = "dlib",
                     device: str | torch.device = "cpu") -> dict:
@@ -257,23 +269,24 @@ def evaluate_videos(generated: list[str | Path], real: list[str | Path], metrics
     if unknown:
         raise TalkingHeadError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
     metrics, device = set(metrics), torch.device(device)
+    facts = _check_pairs(list(map(Path, generated)), list(map(Path, real)), needs_sound=bool(metrics & {"sync", "lse"}))
     networks = _Networks(weights or MetricWeights(), device)
     landmarker = get_landmarker(landmark_backend) if metrics & {"landmarks", "sync", "lse"} else None
     videos, all_features = [], {"generated": [], "real": []}
-    for generated_path, real_path in zip(map(Path, generated), map(Path, real)):
-        facts = probe_video(generated_path)
-        fps = facts["fps"]
-        real_facts = probe_video(real_path)
+    for (generated_path, real_path), (generated_facts, real_facts) in facts.items():
+        fps = generated_facts["fps"]
         alignment = None
-        if (real_facts["width"], real_facts["height"]) != (facts["width"], facts["height"]):
+        if (real_facts["width"], real_facts["height"]) != (generated_facts["width"], generated_facts["height"]):
             alignment = framing_alignment(generated_path, real_path, fps, landmarker or get_landmarker(landmark_backend))
         measure = _PairMeasure(metrics, networks, landmarker, alignment)
         real_batches = read_video_frames(real_path, fps=fps)
         for generated_batch, real_batch in zip(read_video_frames(generated_path), real_batches):
             count = min(len(generated_batch), len(real_batch))
             measure.add(generated_batch[:count], real_batch[:count])
-        real_waveform = load_audio(real_path, allow_silence=True)
-        waveform = load_audio(generated_path, allow_silence=True) if facts["has_audio"] else real_waveform
+        real_waveform = waveform = None
+        if metrics & {"sync", "lse"}:
+            real_waveform = load_audio(real_path, allow_silence=True)
+            waveform = load_audio(generated_path, allow_silence=True) if generated_facts["has_audio"] else real_waveform
         videos.append({"generated": str(generated_path), "real": str(real_path), "aligned": alignment is not None,
                        **measure.figures(waveform, real_waveform, fps)})
         for side in all_features:

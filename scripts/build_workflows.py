@@ -20,11 +20,6 @@ CORE_NODES = {
                   "title": "Load Audio"},
     "LoadImage": {"widgets": [("image", "COMBO")], "ui_extra": ["image"], "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
                   "title": "Load Image"},
-    "CreateVideo": {"inputs": [("images", "IMAGE", False), ("audio", "AUDIO", True)], "widgets": [("fps", "FLOAT")],
-                    "ui_extra": [], "outputs": [("VIDEO", "VIDEO")], "title": "Create Video"},
-    "SaveVideo": {"inputs": [("video", "VIDEO", False)],
-                  "widgets": [("filename_prefix", "STRING"), ("format", "COMBO"), ("codec", "COMBO")], "ui_extra": [],
-                  "outputs": [], "title": "Save Video"},
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -46,9 +41,8 @@ DAE_TALKER = [
     Node(5, "TalkingHeadEditPose", (700, 160), links={"pose": (4, 0)}),
     Node(6, "TalkingHeadSpeech2Latent", (1020, 0), links={"model": (2, 0), "speech": (3, 0), "pose": (5, 0)}),
     Node(7, "TalkingHeadDAEDecode", (1340, 0), {"output_size": 256}, links={"model": (2, 0), "latents": (6, 0)}),
-    Node(8, "CreateVideo", (1680, 0), {"fps": 25.0}, links={"images": (7, 0), "fps": (7, 1), "audio": (1, 0)}),
-    Node(9, "SaveVideo", (1680, 160), {"filename_prefix": "talking_head/dae_talker", "format": "mp4", "codec": "h264"},
-         links={"video": (8, 0)}),
+    Node(8, "TalkingHeadSaveVideo", (1680, 0), {"filename_prefix": "talking_head/dae_talker"},
+         links={"images": (7, 0), "fps": (7, 1), "audio": (1, 0)}),
 ]
 
 LANDMARK_DIFFUSION = [
@@ -61,12 +55,10 @@ LANDMARK_DIFFUSION = [
     Node(7, "TalkingHeadLandmarkRender", (1020, 420), links={"landmarks": (6, 0)}),
     Node(8, "TalkingHeadL2VDenoise", (1020, 0), links={"model": (3, 0), "face": (5, 0), "landmarks": (6, 0)}),
     Node(9, "TalkingHeadPasteBack", (1340, 0), links={"face": (5, 0), "crops": (8, 0), "landmarks": (6, 0)}),
-    Node(10, "CreateVideo", (1660, 0), {"fps": 25.0}, links={"images": (9, 0), "fps": (9, 1), "audio": (2, 0)}),
-    Node(11, "SaveVideo", (1660, 160), {"filename_prefix": "talking_head/landmark_diffusion", "format": "mp4",
-                                        "codec": "h264"}, links={"video": (10, 0)}),
-    Node(12, "CreateVideo", (1340, 420), {"fps": 25.0}, links={"images": (7, 0), "fps": (7, 1), "audio": (2, 0)}),
-    Node(13, "SaveVideo", (1660, 420), {"filename_prefix": "talking_head/landmarks", "format": "mp4", "codec": "h264"},
-         links={"video": (12, 0)}),
+    Node(10, "TalkingHeadSaveVideo", (1660, 0), {"filename_prefix": "talking_head/landmark_diffusion"},
+         links={"images": (9, 0), "fps": (9, 1), "audio": (2, 0)}),
+    Node(11, "TalkingHeadSaveVideo", (1340, 420), {"filename_prefix": "talking_head/landmarks"},
+         links={"images": (7, 0), "fps": (7, 1), "audio": (2, 0)}),
 ]
 
 PIPELINES = {"dae_talker": DAE_TALKER, "landmark_diffusion": LANDMARK_DIFFUSION}

@@ -20,6 +20,7 @@ from talking_head.comfy_nodes.loaders import model_choices
 from talking_head.comfy_nodes.values import comfy_image
 from talking_head.errors import AudioError, FaceError, ModelError, TalkingHeadError
 from talking_head.media.audio import load_audio
+from talking_head.media.video import probe_video
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
@@ -31,7 +32,7 @@ RELEASED_NODE_IDS = {
     "TalkingHeadAudioEncoder", "TalkingHeadLoadDAETalker", "TalkingHeadPosePredictor", "TalkingHeadEditPose",
     "TalkingHeadPoseFromFrames", "TalkingHeadSpeech2Latent", "TalkingHeadDAEDecode", "TalkingHeadLoadLandmarkDiffusion",
     "TalkingHeadFindFace", "TalkingHeadHeadMotionFromFrames", "TalkingHeadA2L", "TalkingHeadLandmarkRender",
-    "TalkingHeadL2VDenoise", "TalkingHeadPasteBack",
+    "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo",
 }
 CORE_TYPES = {"IMAGE", "AUDIO", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -281,6 +282,22 @@ def test_head_motion_from_frames_moves_the_landmarks_with_the_head(landmark, ste
     shift = (moving.points - still.points)[:, :, 0].mean(axis=1)
     expected = 4 * crop_pixels_per_image_pixel * np.array([0, 1, 2, 3, 4, 3, 2, 1, 0, 1])  # played back and forth
     np.testing.assert_allclose(shift[:10], expected, atol=0.25)
+
+
+def test_save_video_writes_numbered_mp4s_marked_synthetic_and_shows_them(tmp_path, monkeypatch):
+    from talking_head.media.video import read_metadata
+
+    monkeypatch.setattr(services, "STANDALONE_OUTPUT", tmp_path)
+    frames = torch.rand(10, 32, 48, 3)
+    audio = {"waveform": torch.rand(1, 2, 17640) - 0.5, "sample_rate": 44100}  # 0.4 s of stereo at 44.1 kHz
+    shown = [node("SaveVideo").save(frames, 25.0, "talks/first", audio)["ui"]["images"][0] for _ in range(2)]
+    assert shown == [{"filename": f"first_0000{n}_.mp4", "subfolder": "talks", "type": "output"} for n in (1, 2)]
+    video = tmp_path / "talks" / "first_00002_.mp4"
+    facts = probe_video(video)
+    assert (facts["width"], facts["height"], facts["num_frames"], facts["has_audio"]) == (48, 32, 10, True)
+    assert read_metadata(video)["comment"].startswith("synthetic=true")
+    silent = node("SaveVideo").save(frames, 25.0, "mute")["ui"]["images"][0]
+    assert not probe_video(tmp_path / silent["filename"])["has_audio"]
 
 
 # -- bad input --------------------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from PIL import Image
 
 from talking_head import NODE_CLASS_MAPPINGS
 from talking_head.comfy_nodes import services
-from talking_head.comfy_nodes.values import audio_waveform, comfy_image, image_frames
+from talking_head.comfy_nodes.values import comfy_image
 from talking_head.media.audio import load_audio
-from talking_head.media.video import VideoWriter, probe_video
+from talking_head.media.video import probe_video, read_metadata
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -82,18 +82,17 @@ def test_the_ui_workflow_is_the_api_workflow_on_a_canvas(name):
 
 @pytest.mark.parametrize("name, expected_nodes", [
     ("dae_talker", {"LoadAudio", "TalkingHeadLoadDAETalker", "TalkingHeadAudioEncoder", "TalkingHeadPosePredictor",
-                    "TalkingHeadEditPose", "TalkingHeadSpeech2Latent", "TalkingHeadDAEDecode", "CreateVideo", "SaveVideo"}),
+                    "TalkingHeadEditPose", "TalkingHeadSpeech2Latent", "TalkingHeadDAEDecode", "TalkingHeadSaveVideo"}),
     ("landmark_diffusion", {"LoadImage", "LoadAudio", "TalkingHeadLoadLandmarkDiffusion", "TalkingHeadAudioEncoder",
                             "TalkingHeadFindFace", "TalkingHeadA2L", "TalkingHeadLandmarkRender",
-                            "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "CreateVideo", "SaveVideo"}),
+                            "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo"}),
 ])
 def test_each_workflow_wires_its_pipeline_from_load_audio_to_save_video(name, expected_nodes):
     workflow = api_workflow(name)
     assert {node["class_type"] for node in workflow.values()} == expected_nodes
-    create_video = next(node for node in workflow.values() if node["class_type"] == "CreateVideo")
-    audio_source = workflow[create_video["inputs"]["audio"][0]]
-    assert audio_source["class_type"] == "LoadAudio"
-    assert workflow[create_video["inputs"]["fps"][0]]["class_type"].startswith("TalkingHead")
+    for save in (node for node in workflow.values() if node["class_type"] == "TalkingHeadSaveVideo"):
+        assert workflow[save["inputs"]["audio"][0]]["class_type"] == "LoadAudio"
+        assert workflow[save["inputs"]["fps"][0]]["class_type"].startswith("TalkingHead")
 
 
 # -- executing the API format ------------------------------------------------------------------------------------------
@@ -111,17 +110,6 @@ class CoreNodes:
     def LoadImage(self, image):
         picture = comfy_image(np.asarray(Image.open(self.inputs / image).convert("RGB"))[None])
         return picture, torch.zeros(picture.shape[:3])
-
-    def CreateVideo(self, images, fps, audio=None):
-        return ({"images": images, "fps": fps, "audio": audio},)
-
-    def SaveVideo(self, video, filename_prefix, format, codec):
-        path = self.outputs / f"{filename_prefix}_00001_.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        waveform = audio_waveform(video["audio"]) if video["audio"] is not None else None
-        with VideoWriter(path, fps=video["fps"], waveform=waveform) as writer:
-            writer.write(image_frames(video["images"], "the video's images"))
-        return ()
 
 
 def execute(workflow: dict, core: CoreNodes) -> dict:
@@ -169,6 +157,7 @@ def comfy_inputs(tmp_path):
 def test_the_api_workflow_runs_end_to_end_to_an_mp4_with_audio(name, model, size, models_dir, comfy_inputs, tmp_path,
                                                                monkeypatch):
     monkeypatch.setattr(services, "STANDALONE_MODELS", models_dir)
+    monkeypatch.setattr(services, "STANDALONE_OUTPUT", tmp_path / "output")
     workflow = api_workflow(name)
     for node in workflow.values():
         if node["class_type"].startswith("TalkingHeadLoad"):
@@ -179,10 +168,21 @@ def test_the_api_workflow_runs_end_to_end_to_an_mp4_with_audio(name, model, size
             node["inputs"]["audio"] = "speech.wav"
     execute(workflow, CoreNodes(comfy_inputs, tmp_path / "output"))
     videos = sorted((tmp_path / "output").rglob("*.mp4"))
-    prefixes = [node["inputs"]["filename_prefix"] for node in workflow.values() if node["class_type"] == "SaveVideo"]
+    prefixes = [node["inputs"]["filename_prefix"] for node in workflow.values()
+                if node["class_type"] == "TalkingHeadSaveVideo"]
     assert [video.relative_to(tmp_path / "output").as_posix() for video in videos] == \
         sorted(f"{prefix}_00001_.mp4" for prefix in prefixes)
     facts = probe_video(videos[0])
     portrait_size = Image.open(ASSETS / "astronaut.jpg").size
     assert (facts["width"], facts["height"]) == (size or portrait_size)
     assert facts["has_audio"] and facts["num_frames"] == 50 and facts["fps"] == 25
+    for video in videos:  # the pack's save node marks every video, and keeps the speech as ComfyUI gave it
+        assert read_metadata(video)["comment"].startswith("synthetic=true")
+        assert audio_stream(video) == {"sample_rate": 44100, "channels": 2}
+
+
+def audio_stream(video: Path) -> dict:
+    from talking_head.media._ffmpeg import run_ffmpeg
+
+    audio_line = next(line for line in run_ffmpeg(["-i", str(video)]).stderr.splitlines() if "Audio:" in line)
+    return {"sample_rate": 44100 if "44100 Hz" in audio_line else audio_line, "channels": 2 if "stereo" in audio_line else 1}

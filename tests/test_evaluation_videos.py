@@ -165,3 +165,18 @@ def test_differently_framed_videos_without_a_common_face_are_refused(tmp_path):
     _ffmpeg("-f", "lavfi", "-i", "color=gray:size=64x64:rate=25:duration=2", "-c:v", "libx264", blank)
     with pytest.raises(TalkingHeadError, match="framed differently"):
         evaluate_videos([blank], [ADDRESS], metrics=("psnr",))
+
+
+def test_a_real_video_without_sound_or_a_report_path_in_no_folder_is_refused_before_any_frame_is_read(
+        videos, tmp_path, monkeypatch, capsys):
+    from talking_head.evaluation import videos as evaluation
+
+    monkeypatch.setattr(evaluation._PairMeasure, "add", lambda *args: pytest.fail("frames were measured"))
+    silent = tmp_path / "silent.mp4"
+    _ffmpeg("-i", ADDRESS, "-an", "-c:v", "copy", silent)
+    with pytest.raises(TalkingHeadError, match="silent.mp4 has no audio track"):
+        evaluate_videos([videos["blurred"], videos["real"]], [videos["real"], silent], metrics=("psnr", "sync"))
+    for option in ("-o", "--csv"):
+        status = main(["evaluate", "--generated", str(videos["real"]), "--real", str(videos["real"]), "--metrics",
+                       "psnr", option, str(tmp_path / "missing" / "report")])
+        assert status == 2 and "cannot write the report" in capsys.readouterr().err
