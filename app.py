@@ -5,8 +5,12 @@ it is imported here from this folder under its package name.
 """
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
+
+# On a shared Space CPU, idle OpenMP threads must sleep rather than spin (README, Performance); read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent
 

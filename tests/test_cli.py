@@ -1,5 +1,6 @@
 """The command line as a user runs it, and the promise that importing the package is cheap."""
 
+import os
 import subprocess
 import sys
 import time
@@ -183,3 +184,13 @@ def test_the_video_carries_the_speech_as_it_was_given_not_the_models_16_khz_mono
     audio_line = next(line for line in probe.splitlines() if "Audio:" in line)
     assert "44100 Hz" in audio_line and "stereo" in audio_line
     assert abs(probe_video(output)["duration"] - 11.0) < 0.1
+
+
+@pytest.mark.parametrize("chosen, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_idle_openmp_threads_sleep_unless_the_user_chose_otherwise(monkeypatch, tmp_path, chosen, expected):
+    if chosen is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", chosen)
+    main(["generate", "--audio", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "talk.mp4")])
+    assert os.environ["OMP_WAIT_POLICY"] == expected
