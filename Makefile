@@ -1,4 +1,5 @@
-# Set-up, demo and tests on a fresh machine. Everything installs into .venv.
+# Set-up, demo and tests on a fresh machine. Everything installs into .venv: the demos get what they need
+# (the face extra: dlib, OpenCV; the app extra: gradio), `make test` the dev extra on top.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,32 +7,36 @@ TORCH ?= torch==2.13.0
 
 .PHONY: setup demo demo-landmark app test clean
 
-$(BIN)/talking-head: pyproject.toml requirements.txt
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+
+# One stamp per extra installed, redone when the project's requirements change.
+$(VENV)/.installed-%: pyproject.toml requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[$*]"
 	touch $@
 
-setup: $(BIN)/talking-head
+setup: $(VENV)/.installed-face
 
 # The main job: speech to a talking-head mp4 with the bundled DAE-Talker model.
-demo: setup
+demo: $(VENV)/.installed-face
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio assets/jfk.flac --steps 25 --size 256 -o demo.mp4
 	@echo "wrote demo.mp4"
 
 # Any portrait: the bundled landmark pipeline animates a NASA portrait (public domain) with JFK's voice.
-demo-landmark: setup
+demo-landmark: $(VENV)/.installed-face
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio assets/jfk.flac \
 		--image assets/astronaut.jpg --steps 15 --sampler dpm++ --preview demo-landmarks.mp4 -o demo-landmark.mp4
 	@echo "wrote demo-landmark.mp4 and its landmark preview demo-landmarks.mp4"
 
 # The Gradio demo on http://127.0.0.1:7860
-app: setup
+app: $(VENV)/.installed-app
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head app
 
-test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+# The whole suite; the 10 slowest tests are listed at the end.
+test: $(VENV)/.installed-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --durations=10
 
 clean:
 	rm -rf $(VENV) demo.mp4 demo-landmark.mp4 demo-landmarks.mp4
