@@ -21,8 +21,8 @@ _LAZY_EXPORTS = {
     "prepare_dataset": ".training.prepare",
     "TalkingHeadError": ".errors",
     # ComfyUI loads the repository as a custom node pack and reads these two.
-    "NODE_CLASS_MAPPINGS": ".comfy_nodes",
-    "NODE_DISPLAY_NAME_MAPPINGS": ".comfy_nodes",
+    "NODE_CLASS_MAPPINGS": ".nodes",
+    "NODE_DISPLAY_NAME_MAPPINGS": ".nodes",
 }
 
 __all__ = list(_LAZY_EXPORTS)

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from talking_head import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from talking_head.comfy_nodes import services
-from talking_head.comfy_nodes.loaders import model_choices
-from talking_head.comfy_nodes.values import comfy_image
+from talking_head.nodes import services
+from talking_head.nodes.loaders import model_choices
+from talking_head.nodes.values import comfy_image
 from talking_head.errors import AudioError, FaceError, ModelError, TalkingHeadError
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video
@@ -187,7 +187,7 @@ def test_the_dae_talker_nodes_turn_comfy_audio_into_image_frames(dae, stereo_aud
 
 def test_edit_pose_scales_and_offsets_the_angles_and_scales_the_movement(dae):
     values = torch.tensor([[10.0, 5.0, 1.0, 0.1, 0.2, 1.0], [20.0, -5.0, 3.0, 0.3, 0.4, 1.2]])
-    from talking_head.comfy_nodes.values import Pose
+    from talking_head.nodes.values import Pose
     edited = node("EditPose").edit(Pose(values, 25.0), yaw_scale=2.0, pitch_scale=0.0, roll_offset=10.0,
                                    movement_scale=0.5)[0].values
     torch.testing.assert_close(edited[:, 0], torch.tensor([20.0, 40.0]))
@@ -197,7 +197,7 @@ def test_edit_pose_scales_and_offsets_the_angles_and_scales_the_movement(dae):
 
 
 def test_speech2latent_follows_a_given_pose_of_any_length_and_frame_rate(dae, stereo_audio):
-    from talking_head.comfy_nodes.values import Pose
+    from talking_head.nodes.values import Pose
     speech = node("AudioEncoder").encode(dae, stereo_audio)[0]
     predicted = node("Speech2Latent").run(dae, speech)[0].values
     turned = node("PosePredictor").predict(dae, speech)[0]
@@ -336,7 +336,7 @@ def test_speech_encoded_for_another_model_is_refused(dae, landmark, stereo_audio
 
 
 def test_latents_of_another_size_are_refused_by_the_decoder(dae):
-    from talking_head.comfy_nodes.values import Latents
+    from talking_head.nodes.values import Latents
     with pytest.raises(TalkingHeadError, match="make them with Speech2Latent of the same model"):
         node("DAEDecode").decode(dae, Latents(torch.zeros(3, 7), 25.0), steps=1)
 

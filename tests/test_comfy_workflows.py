@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from talking_head import NODE_CLASS_MAPPINGS
-from talking_head.comfy_nodes import services
-from talking_head.comfy_nodes.values import comfy_image
+from talking_head.nodes import services
+from talking_head.nodes.values import comfy_image
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video, read_metadata
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline

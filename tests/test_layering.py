@@ -8,7 +8,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ENGINE = ("hub_models", "media", "faces", "pipelines", "convert")
-ABOVE_THE_ENGINE = ("cli", "comfy_nodes", "gradio_app", "training", "evaluation", "app")
+ABOVE_THE_ENGINE = ("cli", "nodes", "gradio_app", "training", "evaluation", "app")
 
 
 def imported_packages(source: Path) -> set[str]:
