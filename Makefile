@@ -21,13 +21,13 @@ setup: $(VENV)/.installed-face
 
 # The main job: speech to a talking-head mp4 with the bundled DAE-Talker model.
 demo: $(VENV)/.installed-face
-	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio assets/jfk.flac --steps 25 --size 256 -o demo.mp4
+	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --audio assets/jfk.flac --size 256 -o demo.mp4
 	@echo "wrote demo.mp4"
 
 # Any portrait: the bundled landmark pipeline animates a NASA portrait (public domain) with JFK's voice.
 demo-landmark: $(VENV)/.installed-face
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head generate --pipeline landmark --audio assets/jfk.flac \
-		--image assets/astronaut.jpg --steps 15 --sampler dpm++ --preview demo-landmarks.mp4 -o demo-landmark.mp4
+		--image assets/astronaut.jpg --preview demo-landmarks.mp4 -o demo-landmark.mp4
 	@echo "wrote demo-landmark.mp4 and its landmark preview demo-landmarks.mp4"
 
 # The Gradio demo on http://127.0.0.1:7860

@@ -11,13 +11,12 @@ from pathlib import Path
 from .errors import TalkingHeadError
 from .evaluation import ALL_METRICS as EVALUATION_METRICS
 from .faces.landmarks import LANDMARK_BACKENDS as LANDMARKER_NAMES
+from .pipelines.settings import DEFAULT_SETTINGS, MAX_BATCH_SIZE, MAX_STEPS, PAPER_SETTINGS, SAMPLER_NAMES
 
 DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
 DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
 # The landmark backends as the command line spells them (face-alignment, as its package is named).
 LANDMARK_BACKENDS = tuple(name.replace("_", "-") for name in LANDMARKER_NAMES)
-# Sampler steps: at least one, at most the noise schedules' 1000 training steps.
-MAX_STEPS = 1000
 
 
 class Stopped(BaseException):
@@ -84,8 +83,18 @@ def _progress_bar():
     return report, close
 
 
+def _sampling(args, pipeline: str) -> dict:
+    """The sampling settings asked for, as pipeline keywords: the fast defaults (the papers' with --paper), changed
+    by the options given."""
+    base = (PAPER_SETTINGS if args.paper else DEFAULT_SETTINGS)[pipeline]
+    settings = base.updated(num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
+                            batch_size=args.batch_size)
+    return vars(settings)
+
+
 def _generate(args) -> None:
     _require_files(audio=args.audio, portrait=args.image, pose_video=args.pose_from)
+    args.sampling = _sampling(args, args.pipeline)
     if args.pipeline == "landmark":
         _generate_landmark(args)
         return
@@ -97,9 +106,8 @@ def _generate(args) -> None:
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
     report, close = _progress_bar()
     try:
-        output = pipeline(args.audio, args.output, pose_from=args.pose_from, num_inference_steps=args.steps or 100,
-                          sampler=args.sampler, seed=args.seed, batch_size=args.batch_size, output_size=args.size,
-                          callback=report)
+        output = pipeline(args.audio, args.output, pose_from=args.pose_from, output_size=args.size, callback=report,
+                          **args.sampling)
     finally:
         close()
     print(output)
@@ -116,9 +124,8 @@ def _generate_landmark(args) -> None:
     report, close = _progress_bar()
     try:
         output = pipeline(args.audio, args.image, args.output, pose_from=args.pose_from,
-                          num_inference_steps=args.steps or 200, sampler=args.sampler, seed=args.seed,
-                          face="largest" if args.face is None else args.face, batch_size=args.batch_size,
-                          landmark_preview_path=args.preview, callback=report)
+                          face="largest" if args.face is None else args.face, landmark_preview_path=args.preview,
+                          callback=report, **args.sampling)
     finally:
         close()
     print(output)
@@ -194,6 +201,7 @@ def _evaluate(args) -> None:
     from .pipelines.base import public_model_name
     from .training.dataset import TalkingHeadDataset
 
+    sampling = _sampling(args, args.pipeline)
     dataset = TalkingHeadDataset(args.data)
     if args.pipeline == "landmark":
         from .evaluation.landmark_holdout import evaluate_landmark_pipeline
@@ -201,16 +209,15 @@ def _evaluate(args) -> None:
 
         model = args.model or DEFAULT_LANDMARK_MODEL
         pipeline = LandmarkDiffusionPipeline.from_pretrained(model)
-        report = evaluate_landmark_pipeline(pipeline, dataset, num_inference_steps=args.steps or 50,
-                                            sampler=args.sampler, seed=args.seed)
+        report = evaluate_landmark_pipeline(pipeline, dataset, **sampling)
     else:
         from .evaluation.holdout import evaluate_on_holdout
         from .pipelines.dae_talker import DAETalkerPipeline
 
         model = args.model or DEFAULT_DAE_MODEL
         pipeline = DAETalkerPipeline.from_pretrained(model)
-        report = evaluate_on_holdout(pipeline, dataset, num_inference_steps=args.steps or 100, sampler=args.sampler,
-                                     seed=args.seed, use_real_pose=args.real_pose, with_ceiling=args.with_ceiling)
+        report = evaluate_on_holdout(pipeline, dataset, use_real_pose=args.real_pose, with_ceiling=args.with_ceiling,
+                                     **sampling)
     report["model"] = public_model_name(model)
     text = json.dumps(report, indent=2)
     if args.output:
@@ -261,6 +268,21 @@ def _app(args) -> None:
     launch(server_name=args.host, server_port=args.port, share=args.share)
 
 
+def _sampling_options(parser: argparse.ArgumentParser) -> None:
+    """--steps, --sampler, --seed, --batch-size and --paper; their defaults come from pipelines/settings.py."""
+    fast = ", ".join(f"{settings.num_inference_steps} for {name}" for name, settings in DEFAULT_SETTINGS.items())
+    paper = ", ".join(f"{settings.num_inference_steps} {settings.sampler.upper()} steps for {name}"
+                      for name, settings in PAPER_SETTINGS.items())
+    parser.add_argument("--paper", action="store_true", help=f"the papers' own sampling: {paper}")
+    parser.add_argument("--steps", type=_integer(1, MAX_STEPS), help=f"sampler steps (default: {fast})")
+    parser.add_argument("--sampler", choices=SAMPLER_NAMES,
+                        help=f"default: {DEFAULT_SETTINGS['dae'].sampler} (ddim with --paper)")
+    parser.add_argument("--seed", type=_integer(0, 2**63 - 1), help="seed of the noise shared by all frames (default: "
+                        f"{DEFAULT_SETTINGS['dae'].seed})")
+    parser.add_argument("--batch-size", type=_integer(1, MAX_BATCH_SIZE), help="frames decoded at once (default: "
+                        f"{DEFAULT_SETTINGS['dae'].batch_size})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `talking-head`."""
     parser = argparse.ArgumentParser(prog="talking-head", description=__doc__)
@@ -276,12 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(0 = largest, 1 = next, ...; default: the largest)")
     generate.add_argument("--preview", type=_mp4_path, help="also write the landmark drawings as a video here (landmark pipeline)")
     generate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    generate.add_argument("--steps", type=_integer(1, MAX_STEPS), help="sampler steps (default: the papers' 100 DDIM steps for dae, "
-                          "200 for landmark)")
-    generate.add_argument("--sampler", default="ddim", help="ddim, dpm++, unipc, deis, euler or heun")
-    generate.add_argument("--seed", type=int, default=0, help="seed of the noise shared by all frames")
+    _sampling_options(generate)
     generate.add_argument("--pose-from", help="a video whose head motion the result follows")
-    generate.add_argument("--batch-size", type=_integer(1, 1024), default=16, help="frames decoded at once")
     generate.add_argument("--size", type=_integer(32, 4096), help="output frame size in pixels (dae; default: the model's)")
     generate.add_argument("-o", "--output", type=_mp4_path, required=True, help="the mp4 to write")
     generate.set_defaults(run=_generate)
@@ -363,9 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "held-back clips")
     evaluate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    evaluate.add_argument("--steps", type=_integer(1, MAX_STEPS), help="sampler steps (default: 100 for dae, 50 for landmark)")
-    evaluate.add_argument("--sampler", default="ddim")
-    evaluate.add_argument("--seed", type=int, default=0)
+    _sampling_options(evaluate)
     evaluate.add_argument("--real-pose", action="store_true",
                           help="drive the pose with the real one instead of the predicted (dae)")
     evaluate.add_argument("--with-ceiling", action="store_true",

@@ -19,10 +19,12 @@ from PIL import Image
 
 from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
 from ..hub_models.autoencoders import decode_latents, encode_latents
+from ..pipelines.settings import DEFAULT_SETTINGS
 from ..training.dataset import TalkingHeadDataset
 from ..training.images import to_uint8
 from .metrics import best_lag, pearson, psnr, ssim
 
+DEFAULTS = DEFAULT_SETTINGS["dae"]
 LANDMARK_SIZE = 256  # generated frames are enlarged to this size before landmark detection
 MAX_LAG_FRAMES = 10
 
@@ -85,8 +87,9 @@ def _joined(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
 
 
 @torch.no_grad()
-def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 100,
-                        sampler: str = "ddim", seed: int = 0, batch_size: int = 16, use_real_pose: bool = False,
+def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                        sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed,
+                        batch_size: int = DEFAULTS.batch_size, use_real_pose: bool = False,
                         with_ceiling: bool = False) -> dict:
     """Generate every clip's validation frames from its audio and measure them; returns averaged figures."""
     feature_kind = pipeline.speech2latent.config.feature_kind

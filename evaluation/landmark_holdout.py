@@ -22,10 +22,13 @@ from ..faces.render import lower_face_mask
 from ..media.audio import SAMPLE_RATE
 from ..media.speaker import speaker_embedding
 from ..pipelines.landmark import masked_images
+from ..pipelines.settings import DEFAULT_SETTINGS
 from ..training.dataset import TalkingHeadDataset
 from ..training.images import to_uint8
 from .holdout import MAX_LAG_FRAMES, compare_frames
 from .metrics import best_lag, landmark_errors, loudness_per_frame
+
+DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
 
 def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, batch_size) -> np.ndarray:
@@ -40,8 +43,9 @@ def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, ba
 
 
 @torch.no_grad()
-def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = 50,
-                               sampler: str = "ddim", seed: int = 0, batch_size: int = 16) -> dict:
+def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
+                               num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed,
+                               batch_size: int = DEFAULTS.batch_size) -> dict:
     """Measure A2L and L2V on every clip's held-out frames; returns per-clip and averaged figures."""
     size = pipeline.image_size
     feature_kind = pipeline.a2l.config.feature_kind

@@ -9,7 +9,7 @@ from ..errors import TalkingHeadError
 from ..media.video import probe_video
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.sampling import SAMPLERS
+from ..pipelines.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, SAMPLER_NAMES
 from .runner import (
     BUNDLED_DAE,
     BUNDLED_LANDMARK,
@@ -39,7 +39,7 @@ low-resolution faces. The videos are synthetic: use only faces you have the cons
 wherever you share them."""
 
 
-DEFAULT_STEPS, DEFAULT_SAMPLER, DEFAULT_BATCH_SIZE = 25, "ddim", 16
+DAE, LANDMARK = DEFAULT_SETTINGS["dae"], DEFAULT_SETTINGS["landmark"]
 DEFAULT_PORTRAIT_SIDE, DEFAULT_DAE_SIZE = 512, 256
 
 
@@ -99,8 +99,8 @@ def _summary(seconds: float, video: Path, started: float, pipeline) -> str:
 def dae_talker_handler(limits: Limits):
     """The DAE-Talker tab's generate function (a generator, so the queue can cancel it between batches)."""
 
-    def generate(model, audio, pose_video=None, steps=DEFAULT_STEPS, seed=0, output_size=DEFAULT_DAE_SIZE,
-                 sampler=DEFAULT_SAMPLER, batch_size=DEFAULT_BATCH_SIZE, progress=gr.Progress()):
+    def generate(model, audio, pose_video=None, steps=DAE.num_inference_steps, seed=DAE.seed,
+                 output_size=DEFAULT_DAE_SIZE, sampler=DAE.sampler, batch_size=DAE.batch_size, progress=gr.Progress()):
         try:
             model = model_source(model, BUNDLED_DAE, limits)
             seconds = check_audio(audio, limits)
@@ -118,9 +118,9 @@ def dae_talker_handler(limits: Limits):
 def landmark_handler(limits: Limits):
     """The landmark tab's generate function (a generator, so the queue can cancel it between batches)."""
 
-    def generate(portrait, audio, pose_video=None, steps=DEFAULT_STEPS, seed=0, longest_side=DEFAULT_PORTRAIT_SIDE,
-                 model=BUNDLED_LANDMARK, sampler=DEFAULT_SAMPLER, face_index=0, batch_size=DEFAULT_BATCH_SIZE,
-                 progress=gr.Progress()):
+    def generate(portrait, audio, pose_video=None, steps=LANDMARK.num_inference_steps, seed=LANDMARK.seed,
+                 longest_side=DEFAULT_PORTRAIT_SIDE, model=BUNDLED_LANDMARK, sampler=LANDMARK.sampler, face_index=0,
+                 batch_size=LANDMARK.batch_size, progress=gr.Progress()):
         try:
             model = model_source(model, BUNDLED_LANDMARK, limits)
             seconds = check_audio(audio, limits)
@@ -138,17 +138,21 @@ def landmark_handler(limits: Limits):
     return generate
 
 
-def _common_settings(paper_steps: int):
-    steps = gr.Slider(1, paper_steps, value=DEFAULT_STEPS, step=1, label="Denoising steps",
-                      info=f"More is sharper and slower; the paper uses {paper_steps}.")
-    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", info="The one noise image every frame starts from.")
+def _common_settings(pipeline: str):
+    default, paper = DEFAULT_SETTINGS[pipeline], PAPER_SETTINGS[pipeline]
+    steps = gr.Slider(1, paper.num_inference_steps, value=default.num_inference_steps, step=1, label="Denoising steps",
+                      info=f"More is sharper and slower; the paper uses {paper.num_inference_steps} "
+                           f"{paper.sampler.upper()} steps.")
+    seed = gr.Number(value=default.seed, precision=0, minimum=0, label="Seed",
+                     info="The one noise image every frame starts from.")
     return steps, seed
 
 
-def _folded_settings():
-    sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler",
-                          info="ddim is the paper's; dpm++ and unipc need fewer steps.")
-    batch_size = gr.Slider(1, 64, value=DEFAULT_BATCH_SIZE, step=1, label="Frames per batch",
+def _folded_settings(pipeline: str):
+    default = DEFAULT_SETTINGS[pipeline]
+    sampler = gr.Dropdown(list(SAMPLER_NAMES), value=default.sampler, label="Sampler",
+                          info="dpm++ is fast; ddim with the paper's steps is the paper's own.")
+    batch_size = gr.Slider(1, 64, value=default.batch_size, step=1, label="Frames per batch",
                            info="Lower it if memory runs short.")
     return sampler, batch_size
 
@@ -165,7 +169,7 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                     audio = gr.Audio(type="filepath", format=None, label="Speech", sources=["upload", "microphone"])
                     pose_video = gr.Video(label="Head motion from a video (optional; the head stays still without)",
                                           sources=["upload"])
-                    steps, seed = _common_settings(200)
+                    steps, seed = _common_settings("landmark")
                     longest_side = gr.Slider(256, limits.max_portrait_side,
                                              value=min(DEFAULT_PORTRAIT_SIDE, limits.max_portrait_side),
                                              step=64, label="Output size (longest side, pixels)",
@@ -174,7 +178,7 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                         model = gr.Dropdown([(f"{BUNDLED_LANDMARK} (bundled)", BUNDLED_LANDMARK)],
                                             value=BUNDLED_LANDMARK, allow_custom_value=True, label="Model",
                                             info=_model_info(limits))
-                        sampler, batch_size = _folded_settings()
+                        sampler, batch_size = _folded_settings("landmark")
                         face_index = gr.Number(value=0, precision=0, minimum=0, label="Face",
                                                info="With several faces: 0 is the largest, 1 the next, ...")
                     with gr.Row():
@@ -203,11 +207,11 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                     audio = gr.Audio(type="filepath", format=None, label="Speech", sources=["upload", "microphone"])
                     pose_video = gr.Video(label="Head pose from a video (optional; predicted from the speech without)",
                                           sources=["upload"])
-                    steps, seed = _common_settings(100)
+                    steps, seed = _common_settings("dae")
                     output_size = gr.Slider(0, 1024, value=DEFAULT_DAE_SIZE, step=32,
                                             label="Output size (pixels; 0 = the model's)")
                     with gr.Accordion("More settings", open=False):
-                        sampler, batch_size = _folded_settings()
+                        sampler, batch_size = _folded_settings("dae")
                     with gr.Row():
                         run = gr.Button("Generate", variant="primary")
                         stop = gr.Button("Stop")

@@ -205,7 +205,7 @@ class DAEDecode:
             "required": {
                 "model": (DAE_MODEL, {"tooltip": MODEL_TOOLTIP}),
                 "latents": (LATENTS, {"tooltip": "Semantic latents from Speech2Latent."}),
-                "steps": steps(25, 100),
+                "steps": steps("dae"),
                 "sampler": SAMPLER,
                 "seed": SEED,
                 "batch_size": BATCH_SIZE,

@@ -152,7 +152,7 @@ class L2VDenoise:
             "model": (LANDMARK_MODEL, {"tooltip": MODEL_TOOLTIP}),
             "face": (FACE, {"tooltip": "The face from FindFace: identity and pose references."}),
             "landmarks": (LANDMARKS, {"tooltip": "Landmarks from A2L."}),
-            "steps": steps(25, 200),
+            "steps": steps("landmark"),
             "sampler": SAMPLER,
             "seed": SEED,
             "batch_size": BATCH_SIZE,

@@ -1,7 +1,7 @@
 """Input specs several nodes share, in ComfyUI's classic INPUT_TYPES form: (type, options with a tooltip)."""
 
 from ..faces.landmarks import LANDMARK_BACKENDS
-from ..pipelines.sampling import SAMPLERS
+from ..pipelines.settings import DEFAULT_SETTINGS, MAX_BATCH_SIZE, MAX_STEPS, PAPER_SETTINGS, SAMPLER_NAMES
 
 CATEGORY = "talking_head"
 DAE_CATEGORY = f"{CATEGORY}/DAE-Talker"
@@ -10,16 +10,19 @@ LANDMARK_CATEGORY = f"{CATEGORY}/landmark-guided"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
-def steps(default: int, paper: int) -> tuple:
-    return ("INT", {"default": default, "min": 1, "max": 1000,
-                    "tooltip": f"Denoising steps per frame; the paper uses {paper} DDIM steps. Fewer is faster and softer."})
+def steps(pipeline: str) -> tuple:
+    default, paper = DEFAULT_SETTINGS[pipeline], PAPER_SETTINGS[pipeline]
+    return ("INT", {"default": default.num_inference_steps, "min": 1, "max": MAX_STEPS,
+                    "tooltip": f"Denoising steps per frame; the paper uses {paper.num_inference_steps} "
+                               f"{paper.sampler.upper()} steps. Fewer is faster and softer."})
 
 
-SAMPLER = (list(SAMPLERS), {"default": "ddim", "tooltip": "Deterministic sampler built from the model's noise schedule "
-                                                          "(ddim is the paper's; dpm++ and unipc need fewer steps)."})
-SEED = ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+SAMPLER = (list(SAMPLER_NAMES), {"default": DEFAULT_SETTINGS["dae"].sampler,
+                                 "tooltip": "Deterministic sampler built from the model's noise schedule (ddim is the "
+                                            "paper's; dpm++ and unipc need fewer steps)."})
+SEED = ("INT", {"default": DEFAULT_SETTINGS["dae"].seed, "min": 0, "max": MAX_SEED, "control_after_generate": True,
                 "tooltip": "Seed of the one noise image every frame starts from."})
-BATCH_SIZE = ("INT", {"default": 16, "min": 1, "max": 256,
+BATCH_SIZE = ("INT", {"default": DEFAULT_SETTINGS["dae"].batch_size, "min": 1, "max": MAX_BATCH_SIZE,
                       "tooltip": "Frames denoised together; lower it when memory runs short. Cancel takes effect between batches."})
 LANDMARK_BACKEND = (list(LANDMARK_BACKENDS), {"default": "dlib",
                                               "tooltip": "68-point landmark detector: dlib (the paper's, offline) or "

@@ -25,6 +25,9 @@ from ..media.video import VideoWriter, resize_frames, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
 from .hub import declared_components, load_autoencoder_component, load_component, resolve_pipeline_folder
 from .sampling import denoise, make_scheduler
+from .settings import DEFAULT_SETTINGS, PAPER_SETTINGS, SamplingSettings
+
+DEFAULTS = DEFAULT_SETTINGS["dae"]
 
 # Speech2Latent runs over windows of this many frames, cross-faded over the overlap, so its attention
 # cost stays fixed however long the audio is.
@@ -172,7 +175,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         size = self.unet.config.sample_size
         return (self.unet.config.in_channels, size, size)
 
-    def initial_noise(self, seed: int = 0) -> torch.Tensor:
+    def initial_noise(self, seed: int = DEFAULTS.seed) -> torch.Tensor:
         """The initial noise x_T [1,C,H,W] that every frame of a video starts from."""
         generator = torch.Generator().manual_seed(seed)
         return torch.randn((1, *self._diffusion_shape), generator=generator).to(self.unet.device, self.unet.dtype)
@@ -193,7 +196,8 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         return self.semantic_encoder(images.to(self.unet.device, self.unet.dtype)).float()
 
     @torch.no_grad()
-    def invert(self, reference: torch.Tensor, num_inference_steps: int = 100) -> torch.Tensor:
+    def invert(self, reference: torch.Tensor,
+               num_inference_steps: int = PAPER_SETTINGS["dae"].num_inference_steps) -> torch.Tensor:
         """x_T [1,C,H,W] by deterministic DDIM inversion of a reference frame [1,3,S,S] in [-1,1]."""
         reference = reference.to(self.unet.device, self.unet.dtype)
         z_sem = self.semantic_encoder(reference)
@@ -205,8 +209,9 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         return sample
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, initial_noise: torch.Tensor, num_inference_steps: int = 100,
-                       sampler: str = "ddim", batch_size: int = 16,
+    def decode_latents(self, latents: torch.Tensor, initial_noise: torch.Tensor,
+                       num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler,
+                       batch_size: int = DEFAULTS.batch_size,
                        callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
         """Decode semantic latents [T,D] to frames, yielding uint8 batches [B,S,S,3]; all start from `initial_noise`."""
         scheduler = make_scheduler(sampler, self.scheduler)
@@ -223,8 +228,9 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     # -- everything ---------------------------------------------------------------------------------
     def generate_video(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
                        pose: torch.Tensor | None = None, pose_from: str | os.PathLike | None = None,
-                       num_inference_steps: int = 100, sampler: str = "ddim", seed: int = 0,
-                       reference_frame: torch.Tensor | None = None, batch_size: int = 16,
+                       num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler,
+                       seed: int = DEFAULTS.seed, reference_frame: torch.Tensor | None = None,
+                       batch_size: int = DEFAULTS.batch_size,
                        output_size: int | None = None) -> Iterator[tuple[str, int, int]]:
         """Speech file to an mp4 (h264 + aac, the input audio muxed in) at `output_path`, step by step.
 
@@ -234,6 +240,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         `follow_pose`); `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed;
         `output_size` resizes the frames (the model's own size by default).
         """
+        SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         self.warn_if_untrained()
         yield "speech", 0, 1
         waveform = load_audio(audio)

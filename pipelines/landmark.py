@@ -59,6 +59,9 @@ from .hub import (
     resolve_pipeline_folder,
 )
 from .sampling import denoise, make_scheduler
+from .settings import DEFAULT_SETTINGS, SamplingSettings
+
+DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
 ProgressCallback = Callable[[int, int], None]
 # Softness of the pasted lower face's edge, as a fraction of the crop size.
@@ -234,7 +237,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         keep = 1 - lower_face_mask(landmarks, size)[..., None]
         return masked_images(crops, keep)
 
-    def initial_noise(self, seed: int = 0) -> torch.Tensor:
+    def initial_noise(self, seed: int = DEFAULTS.seed) -> torch.Tensor:
         """The noise [1,C,h,w] every frame of a video starts from."""
         size, channels = self.unet.config.sample_size, self.unet.config.out_channels
         generator = torch.Generator().manual_seed(seed)
@@ -242,7 +245,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
 
     @torch.no_grad()
     def denoise_frames(self, landmarks: np.ndarray, pose_references: torch.Tensor, identity: torch.Tensor,
-                       initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim") -> torch.Tensor:
+                       initial_noise: torch.Tensor, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                       sampler: str = DEFAULTS.sampler) -> torch.Tensor:
         """Face crops [N,3,S,S] in [-1,1] for landmarks [N,68,2] (crop pixels), pose references [N,3,S,S]
         and one identity reference [1,3,S,S]."""
         size = self.image_size
@@ -297,8 +301,9 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
 
     # -- everything ---------------------------------------------------------------------------------------
     def generate_crops(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
-                       initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim",
-                       batch_size: int = 16, callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+                       initial_noise: torch.Tensor, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                       sampler: str = DEFAULTS.sampler, batch_size: int = DEFAULTS.batch_size,
+                       callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
         """Generated face crops, uint8 [B,S,S,3] batch by batch, for landmarks [T,68,2] with the head moved by `transforms`."""
         identity = masked_images(face.crop[None], None)
         num_frames = len(landmarks)
@@ -311,8 +316,9 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                 callback(min(start + batch_size, num_frames), num_frames)
 
     def generate_frames(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
-                        initial_noise: torch.Tensor, num_inference_steps: int = 200, sampler: str = "ddim",
-                        batch_size: int = 16, callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+                        initial_noise: torch.Tensor, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                        sampler: str = DEFAULTS.sampler, batch_size: int = DEFAULTS.batch_size,
+                        callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
         """Full-size uint8 frames [B,H,W,3], batch by batch: `generate_crops` pasted back into the portrait."""
         crops = self.generate_crops(face, landmarks, transforms, initial_noise, num_inference_steps, sampler,
                                     batch_size, callback)
@@ -321,8 +327,9 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             yield self.paste_back(face, batch, landmarks[start:stop], transforms[start:stop])
 
     def generate_video(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
-                       pose_from: str | os.PathLike | None = None, num_inference_steps: int = 200,
-                       sampler: str = "ddim", seed: int = 0, face: int | str = "largest", batch_size: int = 16,
+                       pose_from: str | os.PathLike | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                       sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, face: int | str = "largest",
+                       batch_size: int = DEFAULTS.batch_size,
                        landmark_preview_path: str | os.PathLike | None = None) -> Iterator[tuple[str, int, int]]:
         """Speech file plus portrait to an mp4 (h264 + aac) at `output_path`, at the portrait's size, step by step.
 
@@ -331,6 +338,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         head motion the portrait follows (still otherwise); `face` picks a face when the portrait shows several
         (largest first); `landmark_preview_path` also writes the landmark drawings as a video.
         """
+        SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         self.warn_if_untrained()
         yield "face", 0, 1
         face_found = self.find_face(image, face)

@@ -14,15 +14,10 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..errors import TalkingHeadError
+from .settings import SAMPLER_NAMES
 
-SAMPLERS = {
-    "ddim": DDIMScheduler,
-    "dpm++": DPMSolverMultistepScheduler,
-    "unipc": UniPCMultistepScheduler,
-    "deis": DEISMultistepScheduler,
-    "euler": EulerDiscreteScheduler,
-    "heun": HeunDiscreteScheduler,
-}
+SAMPLERS = dict(zip(SAMPLER_NAMES, (DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler,
+                                    DEISMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler)))
 
 
 def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:

@@ -14,5 +14,5 @@ talking-head train dae --data "$WORK/data" --out "$WORK/dae" --autoencoder "$WOR
     --lr 3e-4 --max-minutes 70 --validate-every 250 --sample-every 500
 talking-head train speech2latent --data "$WORK/data" --out "$WORK/s2l" --dae "$WORK/dae/model" --preset small \
     --lr 3e-4 --max-minutes 15 --validate-every 100 --sample-every 500
-talking-head evaluate --data "$WORK/data" --model "$WORK/s2l/model" --steps 100 --with-ceiling -o "$WORK/evaluation.json"
+talking-head evaluate --data "$WORK/data" --model "$WORK/s2l/model" --steps 100 --sampler ddim --with-ceiling -o "$WORK/evaluation.json"
 python scripts/bundle_model.py dae "$WORK/s2l/model" "$WORK/evaluation.json" pretrained/dae-talker-obama

@@ -46,7 +46,7 @@ wait
 # A2L resumes at its last step and joins L2V into one pipeline.
 talking-head train a2l --data "$WORK/train" "$WORK/grid" --out "$WORK/a2l" --preset small --max-steps 6000 \
     --l2v "$WORK/l2v/model"
-talking-head evaluate --pipeline landmark --data "$WORK/heldout" --model "$WORK/a2l/model" --steps 25 \
+talking-head evaluate --pipeline landmark --data "$WORK/heldout" --model "$WORK/a2l/model" --steps 25 --sampler ddim \
     -o "$WORK/evaluation.json"
 python scripts/bundle_model.py landmark "$WORK/a2l/model" "$WORK/evaluation.json" pretrained/landmark-diffusion \
     scripts/landmark_card_notes.md

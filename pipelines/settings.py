@@ -1,0 +1,46 @@
+"""How frames are sampled, and the defaults: the one place the pipelines and every front end (command line, Gradio,
+ComfyUI nodes, evaluate) take them from.
+
+The default is the fast one: DPM-Solver++ with 25 steps for DAE-Talker and 15 for the landmark pipeline, whose
+frames differ from the papers' 100- or 200-step DDIM frames by about 55 dB (README, Performance) at 4-13 times the
+speed. `PAPER_SETTINGS` are the papers' own (`--paper` on the command line).
+"""
+
+from dataclasses import dataclass
+
+from ..errors import TalkingHeadError
+
+SAMPLER_NAMES = ("ddim", "dpm++", "unipc", "deis", "euler", "heun")
+MAX_STEPS = 1000  # the noise schedules' training steps
+MAX_BATCH_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampler, steps, the seed of the one noise image every frame starts from, and frames denoised at once."""
+
+    num_inference_steps: int
+    sampler: str = "dpm++"
+    seed: int = 0
+    batch_size: int = 16
+
+    def __post_init__(self):
+        _check_whole("steps", self.num_inference_steps, 1, MAX_STEPS)
+        _check_whole("batch size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check_whole("seed", self.seed, 0, 2**64 - 1)
+        if self.sampler not in SAMPLER_NAMES:
+            raise TalkingHeadError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+
+    def updated(self, **changes) -> "SamplingSettings":
+        """These settings with the given fields changed; fields given as None keep their value."""
+        fields = {name: getattr(self, name) for name in ("num_inference_steps", "sampler", "seed", "batch_size")}
+        return SamplingSettings(**{**fields, **{name: value for name, value in changes.items() if value is not None}})
+
+
+def _check_whole(what: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise TalkingHeadError(f"{what} must be a whole number from {low} to {high}, not {value!r}")
+
+
+DEFAULT_SETTINGS = {"dae": SamplingSettings(25), "landmark": SamplingSettings(15)}
+PAPER_SETTINGS = {"dae": SamplingSettings(100, "ddim"), "landmark": SamplingSettings(200, "ddim")}
