@@ -106,8 +106,8 @@ def _generate(args) -> None:
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
     report, close = _progress_bar()
     try:
-        output = pipeline(args.audio, args.output, pose_from=args.pose_from, output_size=args.size, callback=report,
-                          **args.sampling)
+        output = pipeline.write_video(args.audio, args.output, pose_from=args.pose_from, output_size=args.size,
+                                      callback=report, **args.sampling)
     finally:
         close()
     print(output)
@@ -123,9 +123,9 @@ def _generate_landmark(args) -> None:
     pipeline = LandmarkDiffusionPipeline.from_pretrained(args.model or DEFAULT_LANDMARK_MODEL)
     report, close = _progress_bar()
     try:
-        output = pipeline(args.audio, args.image, args.output, pose_from=args.pose_from,
-                          face="largest" if args.face is None else args.face, landmark_preview_path=args.preview,
-                          callback=report, **args.sampling)
+        output = pipeline.write_video(args.audio, args.image, args.output, pose_from=args.pose_from,
+                                      face="largest" if args.face is None else args.face,
+                                      landmark_preview_path=args.preview, callback=report, **args.sampling)
     finally:
         close()
     print(output)

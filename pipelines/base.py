@@ -6,10 +6,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from PIL import Image
 
+from ..errors import TalkingHeadError
 from ..hub_models.tiny_autoencoder import TinyAutoencoder
+from ..media.audio import load_audio, prepare_waveform
 from .model_card import write_model_card
 
 logger = logging.getLogger(__name__)
@@ -65,6 +69,24 @@ class TalkingHeadPipeline(DiffusionPipeline):
         if not self.is_trained:
             logger.warning("model %s has no training record: it is untrained or its provenance is unknown",
                            self.config.get("_name_or_path"))
+
+    @staticmethod
+    def _speech_waveform(speech, sample_rate: int) -> np.ndarray:
+        """16 kHz mono float32 from an audio file, or from a waveform [S] / [C,S] (numpy or torch) at `sample_rate`."""
+        if isinstance(speech, (str, os.PathLike)):
+            return load_audio(speech)
+        return prepare_waveform(torch.as_tensor(speech).detach().cpu().numpy(), sample_rate)
+
+    @staticmethod
+    def frames_as(frames: np.ndarray, output_type: str):
+        """uint8 frames [T,H,W,3] as `output_type` asks: "np" (as they are), "pt" (float [T,3,H,W] in 0..1) or "pil"."""
+        if output_type == "np":
+            return frames
+        if output_type == "pt":
+            return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        if output_type == "pil":
+            return [Image.fromarray(frame) for frame in frames]
+        raise TalkingHeadError(f"unknown output_type {output_type!r}; choose np, pt or pil")
 
     @staticmethod
     def _run_to_end(steps, callback) -> None:

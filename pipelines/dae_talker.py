@@ -6,12 +6,14 @@ batch and streamed to the video file, so memory does not grow with the length of
 """
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
+from diffusers.utils import BaseOutput
 
 from ..errors import ModelError, TalkingHeadError
 from ..faces.tracking import ping_pong, pose_from_video
@@ -261,9 +263,36 @@ class DAETalkerPipeline(TalkingHeadPipeline):
                 done += len(frames)
                 yield "frames", done, len(latents)
 
-    def __call__(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
-                 callback: ProgressCallback | None = None, **settings) -> Path:
-        """Speech file to an mp4 at `output_path`; returns the path. `settings` as for `generate_video`;
-        `callback(done, total)` follows the frames."""
+    @torch.no_grad()
+    def __call__(self, speech: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE, *,
+                 pose: torch.Tensor | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                 sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, batch_size: int = DEFAULTS.batch_size,
+                 output_type: str = "np", callback: ProgressCallback | None = None) -> "DAETalkerOutput":
+        """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) to frames in memory; writes no file (`write_video` does,
+        streaming). `pose` [T,6] replaces the predicted head pose; `callback(done, total)` follows the frames."""
+        SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
+        self.warn_if_untrained()
+        features = self.encode_audio(self._speech_waveform(speech, sample_rate))
+        pose = self.predict_pose(features) if pose is None else pose
+        latents = self.speech_to_latents(features, pose)
+        batches = self.decode_latents(latents, self.initial_noise(seed), num_inference_steps, sampler, batch_size,
+                                      callback)
+        return DAETalkerOutput(frames=self.frames_as(np.concatenate(list(batches)), output_type), pose=pose,
+                               latents=latents)
+
+    def write_video(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
+                    callback: ProgressCallback | None = None, **settings) -> Path:
+        """Speech file to an mp4 at `output_path`, frames streamed to it; returns the path. `settings` as for
+        `generate_video`; `callback(done, total)` follows the frames."""
         self._run_to_end(self.generate_video(audio, output_path, **settings), callback)
         return Path(output_path)
+
+
+@dataclass
+class DAETalkerOutput(BaseOutput):
+    """The frames (uint8 [T,H,W,3], float [T,3,H,W] or PIL images, as `output_type` asked), the head pose [T,6]
+    and the semantic latents [T,D] they were drawn from."""
+
+    frames: np.ndarray | torch.Tensor | list
+    pose: torch.Tensor
+    latents: torch.Tensor

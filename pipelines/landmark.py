@@ -14,12 +14,14 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
+from diffusers.utils import BaseOutput
 
 from ..errors import ModelError, TalkingHeadError
 from ..faces.align import (
@@ -368,12 +370,43 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                 done += len(frames)
                 yield "frames", done, len(landmarks)
 
-    def __call__(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
-                 callback: ProgressCallback | None = None, **settings) -> Path:
-        """Speech file plus portrait to an mp4 at `output_path`; returns the path. `settings` as for
-        `generate_video`; `callback(done, total)` follows the frames."""
+    @torch.no_grad()
+    def __call__(self, speech: np.ndarray | torch.Tensor, image, sample_rate: int = SAMPLE_RATE, *,
+                 head_motion: np.ndarray | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
+                 sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, face: int | str = "largest",
+                 batch_size: int = DEFAULTS.batch_size, output_type: str = "np",
+                 callback: ProgressCallback | None = None) -> "LandmarkDiffusionOutput":
+        """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) and a portrait (path, PIL image or uint8 array) to
+        full-size frames in memory; writes no file (`write_video` does, streaming). `head_motion` [T,2,3] moves the
+        head (see `head_motion_from_video`; still otherwise); `callback(done, total)` follows the frames."""
+        SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
+        self.warn_if_untrained()
+        face_found = self.find_face(image, face)
+        features, speaker = self.encode_audio(self._speech_waveform(speech, sample_rate))
+        landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks)
+        transforms = self.still_head(len(landmarks)) if head_motion is None else head_motion
+        landmarks = self.move_head(landmarks, transforms)
+        batches = self.generate_frames(face_found, landmarks, transforms, self.initial_noise(seed),
+                                       num_inference_steps, sampler, batch_size, callback)
+        return LandmarkDiffusionOutput(frames=self.frames_as(np.concatenate(list(batches)), output_type),
+                                       landmarks=landmarks, head_motion=transforms)
+
+    def write_video(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
+                    callback: ProgressCallback | None = None, **settings) -> Path:
+        """Speech file plus portrait to an mp4 at `output_path`, frames streamed to it; returns the path. `settings`
+        as for `generate_video`; `callback(done, total)` follows the frames."""
         self._run_to_end(self.generate_video(audio, image, output_path, **settings), callback)
         return Path(output_path)
+
+
+@dataclass
+class LandmarkDiffusionOutput(BaseOutput):
+    """The full-size frames (uint8 [T,H,W,3], float [T,3,H,W] or PIL images, as `output_type` asked), the landmark
+    sequence [T,68,2] in face-crop pixels and the head motion [T,2,3] that moved it."""
+
+    frames: np.ndarray | torch.Tensor | list
+    landmarks: np.ndarray
+    head_motion: np.ndarray
 
 
 def _head_ellipse(size: int) -> np.ndarray:

@@ -129,7 +129,7 @@ def test_save_pretrained_and_from_pretrained_round_trip(tmp_path):
 
 
 def test_generate_writes_an_mp4_with_the_audio_and_its_duration(tmp_path, speech_clip):
-    output = tiny_dae_pipeline()(speech_clip, tmp_path / "out.mp4", num_inference_steps=3)
+    output = tiny_dae_pipeline().write_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=3)
     info = probe_video(output)
     assert info["has_audio"] and info["fps"] == pytest.approx(25.0)
     assert abs(info["duration"] - 2.2) <= 1 / 25 + 1e-3
@@ -140,7 +140,7 @@ def test_generate_writes_an_mp4_with_the_audio_and_its_duration(tmp_path, speech
 
 def test_an_untrained_model_says_so_in_the_log_and_the_file(tmp_path, speech_clip, caplog):
     with caplog.at_level(logging.WARNING):
-        output = tiny_dae_pipeline()(speech_clip, tmp_path / "out.mp4", num_inference_steps=2)
+        output = tiny_dae_pipeline().write_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=2)
     assert "no training record" in caplog.text
     assert "trained=false" in read_metadata(output)["comment"]
 
@@ -160,7 +160,7 @@ def test_bad_audio_gives_one_clear_error_and_leaves_no_output(tmp_path, problem)
 
         Image.new("RGB", (8, 8)).save(audio)
     with pytest.raises(AudioError, match=audio.name):
-        tiny_dae_pipeline()(audio, tmp_path / "out.mp4", num_inference_steps=2)
+        tiny_dae_pipeline().write_video(audio, tmp_path / "out.mp4", num_inference_steps=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [audio] if p.exists())
 
 
@@ -176,7 +176,7 @@ def test_a_failure_while_decoding_leaves_nothing_at_the_output_path(tmp_path, sp
 
     pipeline.unet.forward = failing_forward
     with pytest.raises(RuntimeError):
-        pipeline(speech_clip, tmp_path / "out.mp4", num_inference_steps=2, batch_size=8)
+        pipeline.write_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=2, batch_size=8)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -192,7 +192,7 @@ def test_a_pipeline_without_speech2latent_says_how_to_train_it(tmp_path, speech_
     pipeline = tiny_dae_pipeline()
     pipeline.register_modules(speech2latent=None)
     with pytest.raises(ModelError, match="train speech2latent"):
-        pipeline(speech_clip, tmp_path / "out.mp4")
+        pipeline.write_video(speech_clip, tmp_path / "out.mp4")
 
 
 def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path):
@@ -286,3 +286,20 @@ def test_without_accelerate_loading_a_pipeline_warns_of_nothing(tmp_path, monkey
     with caplog.at_level(logging.WARNING):
         DAETalkerPipeline.from_pretrained(tmp_path / "model")
     assert "accelerate" not in caplog.text
+
+
+def test_calling_the_pipeline_returns_frames_pose_and_latents_and_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pipeline = tiny_dae_pipeline()
+    stereo = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 44100))  # 1 s of noise at 44.1 kHz, two channels
+    progress = []
+    output = pipeline(stereo, 44100, num_inference_steps=2, batch_size=10, callback=lambda *step: progress.append(step))
+    assert output.frames.shape == (25, 16, 16, 3) and output.frames.dtype == np.uint8
+    assert output.pose.shape == (25, 6) and output.latents.shape[0] == 25
+    assert progress[-1] == (25, 25) and list(tmp_path.iterdir()) == []
+    stages = pipeline.decode_latents(output.latents, pipeline.initial_noise(0), 2, batch_size=10)
+    np.testing.assert_array_equal(np.concatenate(list(stages)), output.frames)  # the stages, one after the other
+    as_tensors = pipeline(torch.from_numpy(stereo), 44100, num_inference_steps=2, output_type="pt").frames
+    torch.testing.assert_close(as_tensors, torch.from_numpy(output.frames).permute(0, 3, 1, 2).float() / 255)
+    with pytest.raises(TalkingHeadError, match="steps must be a whole number from 1 to 1000, not 0"):
+        pipeline(stereo, 44100, num_inference_steps=0)

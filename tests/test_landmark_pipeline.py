@@ -134,7 +134,7 @@ def test_l2v_conditioning_reaches_the_unet(tiny, face):
 
 
 def test_the_video_keeps_the_portrait_size_background_and_the_speech(tiny, two_seconds_of_speech, tmp_path):
-    output = tiny(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=2,
+    output = tiny.write_video(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=2,
                   landmark_preview_path=tmp_path / "landmarks.mp4")
     info = probe_video(output)
     assert (info["width"], info["height"], info["fps"], info["num_frames"]) == (512, 512, 25.0, 50)
@@ -188,14 +188,14 @@ def test_a_portrait_problem_gets_one_clear_error_and_leaves_no_output(tiny, two_
     output_dir = tmp_path / "out"
     output_dir.mkdir()
     with pytest.raises(FaceError, match=message):
-        tiny(two_seconds_of_speech, portrait, output_dir / "talk.mp4", num_inference_steps=1)
+        tiny.write_video(two_seconds_of_speech, portrait, output_dir / "talk.mp4", num_inference_steps=1)
     assert list(output_dir.iterdir()) == []
 
 
 def test_silent_audio_gets_an_audio_error_and_leaves_no_output(tiny, tmp_path):
     silence = write_wav(tmp_path / "silence.wav", np.zeros(32000))
     with pytest.raises(AudioError, match="silent"):
-        tiny(silence, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
+        tiny.write_video(silence, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
     assert not (tmp_path / "talk.mp4").exists()
 
 
@@ -246,7 +246,7 @@ def test_an_l2v_only_pipeline_says_a2l_is_missing(tiny, tmp_path, two_seconds_of
     l2v_only = LandmarkDiffusionPipeline(vae=tiny.vae, unet=tiny.unet, landmark_encoder=tiny.landmark_encoder,
                                          scheduler=tiny.scheduler)
     with pytest.raises(ModelError, match="train a2l"):
-        l2v_only(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4")
+        l2v_only.write_video(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4")
     assert not (tmp_path / "talk.mp4").exists()
 
 
@@ -284,3 +284,16 @@ def test_a_16_bit_greyscale_portrait_is_found_as_its_8_bit_version(tiny, tmp_pat
     deep = tiny.find_face(tmp_path / "grey16.png")
     shallow = tiny.find_face(Image.fromarray(grey.astype(np.uint8), "L"))
     np.testing.assert_array_equal(deep.crop, shallow.crop)
+
+
+def test_calling_the_pipeline_returns_full_size_frames_and_landmarks_and_writes_no_file(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    speech = load_audio(SPEECH)[:16000]
+    output = tiny(speech, PORTRAIT, num_inference_steps=1)
+    portrait_width, portrait_height = Image.open(PORTRAIT).size
+    assert output.frames.shape == (25, portrait_height, portrait_width, 3)
+    assert output.landmarks.shape == (25, 68, 2) and output.head_motion.shape == (25, 2, 3)
+    assert list(tmp_path.iterdir()) == []
+    pictures = tiny(speech, PORTRAIT, num_inference_steps=1, output_type="pil").frames
+    assert len(pictures) == 25 and pictures[0].size == (portrait_width, portrait_height)
+    np.testing.assert_array_equal(np.asarray(pictures[3]), output.frames[3])  # the same noise, the same frames

@@ -89,7 +89,7 @@ def test_a2l_training_lowers_the_loss_and_completes_a_pipeline_that_generates(da
     assert logged(tmp_path, "val_mouth_nme") and logged(tmp_path, "val_still_mouth_nme")
     pipeline = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "model")
     assert set(pipeline.training_record) == {"autoencoder", "l2v", "a2l"}
-    output = pipeline(dataset.root.parent / "obama.mp4", PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
+    output = pipeline.write_video(dataset.root.parent / "obama.mp4", PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
     assert output.exists()
 
 

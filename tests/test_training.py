@@ -205,7 +205,7 @@ def test_speech2latent_training_lowers_the_loss_and_completes_a_pipeline_that_ge
     assert losses[-1] < losses[0]
     pipeline = DAETalkerPipeline.from_pretrained(tmp_path / "model")
     assert set(pipeline.training_record) == {"dae", "speech2latent"}
-    output = pipeline(dataset.root.parent / "obama.mp4", tmp_path / "talk.mp4", num_inference_steps=2)
+    output = pipeline.write_video(dataset.root.parent / "obama.mp4", tmp_path / "talk.mp4", num_inference_steps=2)
     assert output.exists()
 
 
