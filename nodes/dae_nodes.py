@@ -14,6 +14,7 @@ from ..faces.tracking import landmarks_through_frames, ping_pong
 from ..media.video import resize_frames
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
+from ..pipelines.settings import DEFAULT_SETTINGS
 from . import services
 from .values import (
     DAE_MODEL,
@@ -33,6 +34,7 @@ from .values import (
 from .widgets import BATCH_SIZE, CATEGORY, DAE_CATEGORY, FRAME_RATE, LANDMARK_BACKEND, SAMPLER, SEED, steps
 
 MODEL_TOOLTIP = "The DAE-Talker model from its loader."
+DAE = DEFAULT_SETTINGS["dae"]
 
 
 def check_speech_fits(speech: Speech, pipeline: DAETalkerPipeline | LandmarkDiffusionPipeline) -> None:
@@ -99,7 +101,7 @@ class PosePredictor:
 
     def predict(self, model: DAETalkerPipeline, speech: Speech):
         check_speech_fits(speech, model)
-        with services.on_device(model._require_speech2latent()):
+        with services.on_device(model.require_speech2latent()):
             return (Pose(model.predict_pose(speech.features), model.fps),)
 
 
@@ -192,7 +194,7 @@ class Speech2Latent:
         if pose is not None:
             values = pose.values[torch.from_numpy(resample_frames(len(pose.values), pose.fps, model.fps))]
             pose_values = fit_length(values, speech.num_frames)
-        with services.on_device(model._require_speech2latent()):
+        with services.on_device(model.require_speech2latent()):
             return (Latents(model.speech_to_latents(speech.features, pose_values), model.fps),)
 
 
@@ -224,8 +226,8 @@ class DAEDecode:
     CATEGORY = DAE_CATEGORY
     DESCRIPTION = "DDIM decoding of the semantic latents to video frames (IMAGE) and their frame rate."
 
-    def decode(self, model: DAETalkerPipeline, latents: Latents, steps=25, sampler="ddim", seed=0, batch_size=16,
-               output_size=0, reference_image=None):
+    def decode(self, model: DAETalkerPipeline, latents: Latents, steps=DAE.num_inference_steps, sampler=DAE.sampler,
+               seed=DAE.seed, batch_size=DAE.batch_size, output_size=0, reference_image=None):
         semantic_dim = model.unet.config.semantic_dim
         if latents.values.shape[-1] != semantic_dim:
             raise TalkingHeadError(f"the latents are {latents.values.shape[-1]}-d but this model's decoder takes "

@@ -6,6 +6,7 @@ from ..faces.portrait import PortraitFace
 from ..faces.render import render_landmarks
 from ..media.video import resize_frames
 from ..pipelines.landmark import LandmarkDiffusionPipeline
+from ..pipelines.settings import DEFAULT_SETTINGS
 from . import services
 from .dae_nodes import check_speech_fits, track_reference_frames
 from .values import (
@@ -25,6 +26,7 @@ from .values import (
 from .widgets import BATCH_SIZE, FRAME_RATE, LANDMARK_BACKEND, LANDMARK_CATEGORY, SAMPLER, SEED, steps
 
 MODEL_TOOLTIP = "The landmark-guided model from its loader."
+LANDMARK = DEFAULT_SETTINGS["landmark"]
 # LandmarkRender draws this many frames at a time.
 RENDER_CHUNK = 64
 
@@ -111,7 +113,7 @@ class A2L:
         _check_face_fits(face, model)
         if speech.voice is None:
             raise TalkingHeadError("the speech has no voice embedding; encode it with AudioEncoder and a landmark model")
-        with services.on_device(model._require_a2l()):
+        with services.on_device(model.require_a2l()):
             points = model.audio_to_landmarks(speech.features, speech.voice, face.crop_landmarks)
         if head_motion is None:
             transforms = model.still_head(len(points))
@@ -164,8 +166,9 @@ class L2VDenoise:
     CATEGORY = LANDMARK_CATEGORY
     DESCRIPTION = "L2V latent diffusion: one face crop per frame, every frame from one noise image. Paste them back with PasteBack."
 
-    def denoise(self, model: LandmarkDiffusionPipeline, face: PortraitFace, landmarks: Landmarks, steps=25,
-                sampler="ddim", seed=0, batch_size=16):
+    def denoise(self, model: LandmarkDiffusionPipeline, face: PortraitFace, landmarks: Landmarks,
+                steps=LANDMARK.num_inference_steps, sampler=LANDMARK.sampler, seed=LANDMARK.seed,
+                batch_size=LANDMARK.batch_size):
         _check_face_fits(face, model)
         if landmarks.crop_size != model.image_size:
             raise TalkingHeadError(f"the landmarks are for {landmarks.crop_size}-pixel crops; this model works at {model.image_size}")

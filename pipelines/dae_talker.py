@@ -98,9 +98,10 @@ class DAETalkerPipeline(TalkingHeadPipeline):
 
     @property
     def fps(self) -> float:
-        return self._require_speech2latent().config.fps
+        return self.require_speech2latent().config.fps
 
-    def _require_speech2latent(self) -> Speech2Latent:
+    def require_speech2latent(self) -> Speech2Latent:
+        """The speech2latent model, or a ModelError saying how to train one when the pipeline holds only the DAE."""
         if self.speech2latent is None:
             raise ModelError("this pipeline holds only a diffusion autoencoder; train its speech2latent with `talking-head train speech2latent`")
         return self.speech2latent
@@ -110,7 +111,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     def feature_extractor(self) -> AudioFeatureExtractor:
         """The audio front end the speech2latent model was trained on."""
         if self._feature_extractor is None:
-            config = self._require_speech2latent().config
+            config = self.require_speech2latent().config
             self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
                                                             model_name=config.feature_model_name)
         return self._feature_extractor
@@ -124,11 +125,11 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     @torch.no_grad()
     def predict_pose(self, features: torch.Tensor) -> torch.Tensor:
         """Head pose [T,6] (yaw, pitch, roll in degrees, tx, ty, scale) predicted from speech features."""
-        return self._windowed(lambda window: self._require_speech2latent().predict_pose(window), features)
+        return self._windowed(lambda window: self.require_speech2latent().predict_pose(window), features)
 
     def retarget_pose(self, pose: torch.Tensor) -> torch.Tensor:
         """Re-centre the translation and scale of a pose from other footage on the training footage."""
-        model = self._require_speech2latent()
+        model = self.require_speech2latent()
         retargeted = pose.clone().float()
         centred = retargeted[:, POSE_TRANSLATION_DIMS] - retargeted[:, POSE_TRANSLATION_DIMS].mean(0)
         retargeted[:, POSE_TRANSLATION_DIMS] = centred + model.pose_mean[POSE_TRANSLATION_DIMS]
@@ -142,7 +143,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     @torch.no_grad()
     def speech_to_latents(self, features: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """Semantic latents [T,semantic_dim] from features [T,F]; `pose` [T,6] overrides the predicted pose."""
-        model = self._require_speech2latent()
+        model = self.require_speech2latent()
         if pose is None:
             return self._windowed(lambda window: model(window)["latents"], features)
         if len(pose) != len(features):
@@ -151,7 +152,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
 
     def _windowed(self, run: Callable[..., torch.Tensor], *sequences: torch.Tensor) -> torch.Tensor:
         """Apply a sequence model to overlapping windows of equally long `sequences` [T,D], cross-fading overlaps."""
-        model = self._require_speech2latent()
+        model = self.require_speech2latent()
         device, dtype = model.device, model.dtype
         num_frames = len(sequences[0])
         step = LATENT_WINDOW_FRAMES - LATENT_WINDOW_OVERLAP

@@ -141,9 +141,10 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
 
     @property
     def fps(self) -> float:
-        return self._require_a2l().config.fps
+        return self.require_a2l().config.fps
 
-    def _require_a2l(self) -> AudioToLandmarks:
+    def require_a2l(self) -> AudioToLandmarks:
+        """The A2L model, or a ModelError saying how to train one when the pipeline holds only L2V."""
         if self.a2l is None:
             raise ModelError("this pipeline holds only L2V; train its A2L with `talking-head train a2l`")
         return self.a2l
@@ -160,7 +161,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     def feature_extractor(self) -> AudioFeatureExtractor:
         """The audio front end A2L was trained on."""
         if self._feature_extractor is None:
-            config = self._require_a2l().config
+            config = self.require_a2l().config
             self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
                                                             model_name=config.feature_model_name)
         return self._feature_extractor
@@ -174,7 +175,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     @torch.no_grad()
     def audio_to_landmarks(self, features: torch.Tensor, speaker: torch.Tensor, face_landmarks) -> np.ndarray:
         """Landmarks [T,68,2] in crop pixels, one per video frame, with the head still where `face_landmarks` [68,2] is."""
-        model = self._require_a2l()
+        model = self.require_a2l()
         size = self.image_size
         face = torch.as_tensor(to_unit_coordinates(np.asarray(face_landmarks, np.float32), size))
         device, dtype = model.device, model.dtype
