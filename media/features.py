@@ -72,6 +72,13 @@ class AudioFeatureExtractor:
                 return self._logmel_features(samples, num_frames)
             return self._speech_model_features(samples, num_frames)
 
+    def to(self, device) -> "AudioFeatureExtractor":
+        """Run the speech model (when there is one) on `device` from now on."""
+        self.device = torch.device(device)
+        if self._model is not None:
+            self._model.to(self.device)
+        return self
+
     def to_config(self) -> dict:
         """JSON-serialisable description of this front end, to save next to a model trained on it."""
         return {"kind": self.kind, "fps": self.fps, "model_name": self.model_name}

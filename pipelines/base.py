@@ -65,6 +65,13 @@ class TalkingHeadPipeline(DiffusionPipeline):
                 component.eval().requires_grad_(False)
         return self
 
+    def to(self, *args, **kwargs):
+        """Move the components, and the speech front end's network (wav2vec 2.0 / HuBERT) with them."""
+        pipeline = super().to(*args, **kwargs)
+        if getattr(self, "_feature_extractor", None) is not None:
+            self._feature_extractor.to(self.device)
+        return pipeline
+
     def warn_if_untrained(self) -> None:
         if not self.is_trained:
             logger.warning("model %s has no training record: it is untrained or its provenance is unknown",

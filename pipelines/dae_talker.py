@@ -113,7 +113,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         if self._feature_extractor is None:
             config = self.require_speech2latent().config
             self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
-                                                            model_name=config.feature_model_name)
+                                                            model_name=config.feature_model_name, device=self.device)
         return self._feature_extractor
 
     def encode_audio(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

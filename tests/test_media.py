@@ -404,3 +404,16 @@ def test_audio_file_is_not_a_video(tmp_path):
     path = write_wav(tmp_path / "voice.wav", tone(0.5))
     with pytest.raises(VideoError, match="voice.wav has no video stream"):
         read_metadata(path)
+
+
+def test_the_speech_model_moves_with_the_extractor_and_with_its_pipeline(tmp_path):
+    from tiny_models import tiny_dae_pipeline
+
+    extractor = AudioFeatureExtractor("wav2vec2", fps=25, model_name=str(save_tiny_wav2vec2(tmp_path / "model")))
+    extractor(tone(0.5, 220), SAMPLE_RATE)  # loads the network
+    extractor.to("meta")
+    assert extractor.device.type == "meta" and next(extractor._load_model().parameters()).device.type == "meta"
+    pipeline = tiny_dae_pipeline()
+    assert pipeline.feature_extractor.device == pipeline.device
+    pipeline.to("meta")
+    assert pipeline.feature_extractor.device.type == "meta" and pipeline.unet.device.type == "meta"
