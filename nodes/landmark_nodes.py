@@ -3,6 +3,7 @@ L2VDenoise and paste-back."""
 
 from ..errors import TalkingHeadError
 from ..faces.portrait import PortraitFace
+from ..faces.paste import paste_back
 from ..faces.render import render_landmarks
 from ..media.video import resize_frames
 from ..pipelines.landmark import LandmarkDiffusionPipeline
@@ -206,7 +207,7 @@ class PasteBack:
         size = len(face.crop)
         for start, batch in zip(range(0, len(crops), RENDER_CHUNK), image_batches(crops, "the crops", batch_size=RENDER_CHUNK)):
             stop = start + len(batch)
-            frames.add(LandmarkDiffusionPipeline.paste_back(face, resize_frames(batch, size), landmarks.points[start:stop],
+            frames.add(paste_back(face, resize_frames(batch, size), landmarks.points[start:stop],
                                                             landmarks.transforms[start:stop]))
         return (frames.image, landmarks.fps)
 

@@ -84,6 +84,7 @@ def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
         batches = pipe.decode_latents(latents, pipe.initial_noise(0), config["steps"], config["sampler"], config["batch"])
         count = len(latents)
     else:
+        from talking_head.faces.paste import paste_back
         from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 
         pipe = LandmarkDiffusionPipeline.from_pretrained(ROOT / "pretrained" / "landmark-diffusion", torch_dtype=dtype).to(device)
@@ -106,7 +107,7 @@ def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
             lap("denoising")
             if config["pipeline"] == "landmark":
                 stop = start + len(batch)
-                batch = pipe.paste_back(face, batch, landmarks[start:stop], still[start:stop])
+                batch = paste_back(face, batch, landmarks[start:stop], still[start:stop])
                 start = stop
                 lap("paste-back")
             if frames_path is not None:
