@@ -136,7 +136,7 @@ def _progress(steps: Iterator[tuple[str, int, int]]) -> Iterator[Progress]:
 
 
 @_gpu
-def run_dae_talker(model: str, audio: str, pose_video: str | None, steps: int, sampler: str, seed: int,
+def run_dae_talker(*, model: str, audio: str, pose_video: str | None, steps: int, sampler: str, seed: int,
                    output_size: int, batch_size: int, output: Path) -> Iterator[Progress]:
     """DAE-Talker: speech to `output` (mp4), stage by stage."""
     pipeline = load_pipeline(DAETalkerPipeline, model).to(_device())
@@ -146,7 +146,7 @@ def run_dae_talker(model: str, audio: str, pose_video: str | None, steps: int, s
 
 
 @_gpu
-def run_landmark(model: str, audio: str, portrait: np.ndarray, pose_video: str | None, steps: int, sampler: str,
+def run_landmark(*, model: str, audio: str, portrait: np.ndarray, pose_video: str | None, steps: int, sampler: str,
                  seed: int, face_index: int, batch_size: int, output: Path, preview: Path) -> Iterator[Progress]:
     """Landmark-guided: speech plus portrait to `output` (mp4) and the landmark drawings to `preview`, stage by stage."""
     pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(_device())

@@ -1,5 +1,6 @@
 """The demo's page: one tab per pipeline, the settings most visitors touch in view and the rest folded away."""
 
+import inspect
 import time
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def dae_talker_handler(limits: Limits):
             model = model_source(model, BUNDLED_DAE, limits)
             seconds = check_audio(audio, limits)
             started, video = time.monotonic(), output_path()
-            steps_run = run_dae_talker(model, audio, pose_video, steps, sampler, seed, output_size, batch_size, video)
+            steps_run = run_dae_talker(model=model, audio=audio, pose_video=pose_video, steps=steps, sampler=sampler,
+                                       seed=seed, output_size=output_size, batch_size=batch_size, output=video)
             for status in _follow(steps_run, progress):
                 yield gr.skip(), status
             yield str(video), _summary(seconds, video, started, load_pipeline(DAETalkerPipeline, model))
@@ -126,8 +128,9 @@ def landmark_handler(limits: Limits):
             seconds = check_audio(audio, limits)
             image = fit_portrait(portrait, longest_side, limits)
             started, video, preview = time.monotonic(), output_path(), output_path()
-            steps_run = run_landmark(model, audio, image, pose_video, steps, sampler, seed, face_index, batch_size,
-                                     video, preview)
+            steps_run = run_landmark(model=model, audio=audio, portrait=image, pose_video=pose_video, steps=steps,
+                                     sampler=sampler, seed=seed, face_index=face_index, batch_size=batch_size,
+                                     output=video, preview=preview)
             for status in _follow(steps_run, progress):
                 yield gr.skip(), gr.skip(), status
             yield str(video), str(preview), _summary(seconds, video, started,
@@ -188,14 +191,16 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                     video = gr.Video(label="Talking head", interactive=False)
                     preview = gr.Video(label="Landmarks (A2L's output, L2V's condition)", interactive=False)
                     status = gr.Markdown()
-            inputs = [portrait, audio, pose_video, steps, seed, longest_side, model, sampler, face_index, batch_size]
-            event = run.click(landmark_handler(limits), inputs, [video, preview, status], api_name="landmark")
+            handler = landmark_handler(limits)
+            inputs = dict(portrait=portrait, audio=audio, pose_video=pose_video, steps=steps, seed=seed,
+                          longest_side=longest_side, model=model, sampler=sampler, face_index=face_index,
+                          batch_size=batch_size)
+            event = run.click(handler, _in_order(handler, inputs), [video, preview, status], api_name="landmark")
             stop.click(None, cancels=[event])
             for examples, label in ((LANDMARK_EXAMPLES, "Examples"), (HEAD_MOTION_EXAMPLES, "With head motion from a video")):
-                count = len(examples[0])
-                gr.Examples(examples, inputs[:count], [video, preview, status], label=label,
-                            fn=_with_defaults(landmark_handler(limits), inputs, count), cache_examples=True,
-                            cache_mode="lazy")
+                names = ("portrait", "audio", "pose_video")[:len(examples[0])]
+                gr.Examples(examples, [inputs[name] for name in names], [video, preview, status], label=label,
+                            fn=_with_defaults(handler, inputs, names), cache_examples=True, cache_mode="lazy")
 
         with gr.Tab("DAE-Talker"):
             with gr.Row():
@@ -218,22 +223,27 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                 with gr.Column():
                     video = gr.Video(label="Talking head", interactive=False)
                     status = gr.Markdown()
-            inputs = [model, audio, pose_video, steps, seed, output_size, sampler, batch_size]
-            event = run.click(dae_talker_handler(limits), inputs, [video, status], api_name="dae_talker")
+            handler = dae_talker_handler(limits)
+            inputs = dict(model=model, audio=audio, pose_video=pose_video, steps=steps, seed=seed,
+                          output_size=output_size, sampler=sampler, batch_size=batch_size)
+            event = run.click(handler, _in_order(handler, inputs), [video, status], api_name="dae_talker")
             stop.click(None, cancels=[event])
-            gr.Examples(DAE_EXAMPLES, [audio], [video, status],
-                        fn=_with_defaults(dae_talker_handler(limits), inputs, 1, first=1), cache_examples=True,
-                        cache_mode="lazy")
+            gr.Examples(DAE_EXAMPLES, [audio], [video, status], fn=_with_defaults(handler, inputs, ("audio",)),
+                        cache_examples=True, cache_mode="lazy")
     return app
 
 
-def _with_defaults(handler, inputs: list, count: int, first: int = 0):
-    """`handler` called with the example's `count` values (from input `first` on) and every other input's default."""
-    defaults = [component.value for component in inputs]
+def _in_order(handler, inputs: dict) -> list:
+    """The input components in the order of the handler's parameters, which gradio fills by position."""
+    return [inputs[name] for name in inspect.signature(handler).parameters if name in inputs]
+
+
+def _with_defaults(handler, inputs: dict, names: tuple[str, ...]):
+    """`handler` called with an example's values for the inputs `names`, by name, and every other input's default."""
+    defaults = {name: component.value for name, component in inputs.items()}
 
     def run_example(*values):
-        arguments = defaults[:first] + list(values) + defaults[first + count:]
-        yield from handler(*arguments)
+        yield from handler(**{**defaults, **dict(zip(names, values))})
 
     return run_example
 
