@@ -8,13 +8,14 @@ import signal
 import sys
 from pathlib import Path
 
+from .bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from .errors import TalkingHeadError
 from .evaluation import ALL_METRICS as EVALUATION_METRICS
 from .faces.landmarks import LANDMARK_BACKENDS as LANDMARKER_NAMES
 from .pipelines.settings import DEFAULT_SETTINGS, MAX_BATCH_SIZE, MAX_STEPS, PAPER_SETTINGS, SAMPLER_NAMES
 
-DEFAULT_DAE_MODEL = Path(__file__).resolve().parent / "pretrained" / "dae-talker-obama"
-DEFAULT_LANDMARK_MODEL = Path(__file__).resolve().parent / "pretrained" / "landmark-diffusion"
+DEFAULT_DAE_MODEL = BUNDLED_MODELS[DAE_TALKER]
+DEFAULT_LANDMARK_MODEL = BUNDLED_MODELS[LANDMARK_DIFFUSION]
 # The landmark backends as the command line spells them (face-alignment, as its package is named).
 LANDMARK_BACKENDS = tuple(name.replace("_", "-") for name in LANDMARKER_NAMES)
 

@@ -19,9 +19,9 @@ from PIL import Image
 
 from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
 from ..hub_models.autoencoders import decode_latents, encode_latents
+from ..media.images import to_uint8
 from ..pipelines.settings import DEFAULT_SETTINGS
 from ..training.dataset import TalkingHeadDataset
-from ..training.images import to_uint8
 from .metrics import best_lag, pearson, psnr, ssim
 
 DEFAULTS = DEFAULT_SETTINGS["dae"]

@@ -20,11 +20,11 @@ from ..faces.align import STABLE_POINTS, fit_similarity
 from ..faces.landmarks import get_landmarker, mouth_opening
 from ..faces.render import lower_face_mask
 from ..media.audio import SAMPLE_RATE
+from ..media.images import to_uint8
 from ..media.speaker import speaker_embedding
 from ..pipelines.landmark import masked_images
 from ..pipelines.settings import DEFAULT_SETTINGS
 from ..training.dataset import TalkingHeadDataset
-from ..training.images import to_uint8
 from .holdout import MAX_LAG_FRAMES, compare_frames
 from .metrics import best_lag, landmark_errors, loudness_per_frame
 

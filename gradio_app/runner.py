@@ -15,16 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from ..errors import TalkingHeadError
 from ..faces.portrait import load_portrait
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
 
-PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 # The bundled models by the names the page shows and takes; their folders never reach the page.
-BUNDLED_DAE, BUNDLED_LANDMARK = "dae-talker-obama", "landmark-diffusion"
-BUNDLED_MODELS = {BUNDLED_DAE: PRETRAINED / BUNDLED_DAE, BUNDLED_LANDMARK: PRETRAINED / BUNDLED_LANDMARK}
+BUNDLED_DAE, BUNDLED_LANDMARK = DAE_TALKER, LANDMARK_DIFFUSION
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 # Results older than this are removed from the output folder when a new run starts.
 KEEP_RESULTS_SECONDS = 3600

@@ -2,18 +2,18 @@
 published voice encoder (`pretrained/landmark-diffusion/speaker_encoder`), which gives Resemblyzer's embeddings."""
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..bundled import BUNDLED_MODELS, LANDMARK_DIFFUSION
 from ..errors import ModelError
 from ..hub_models.speaker_encoder import MIN_SPEECH_SECONDS, SpeakerEncoder
 from .audio import SAMPLE_RATE
 
 __all__ = ["BUNDLED_SPEAKER_ENCODER", "MIN_SPEECH_SECONDS", "bundled_speaker_encoder", "speaker_embedding"]
 
-BUNDLED_SPEAKER_ENCODER = Path(__file__).resolve().parent.parent / "pretrained" / "landmark-diffusion" / "speaker_encoder"
+BUNDLED_SPEAKER_ENCODER = BUNDLED_MODELS[LANDMARK_DIFFUSION] / "speaker_encoder"
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from ..faces.landmarks import get_landmarker
 from ..faces.pose import estimate_head_pose
 from ..faces.tracking import landmarks_through_frames, ping_pong
 from ..media.video import resize_frames
+from ..media.images import to_model_range
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
 from ..pipelines.settings import DEFAULT_SETTINGS
@@ -240,7 +241,7 @@ class DAEDecode:
         with services.on_device(*components):
             if reference_image is not None:
                 reference = resize_frames(image_frames(reference_image[:1], "the reference image"), model.image_size)
-                initial_noise = model.invert(torch.from_numpy(reference).permute(0, 3, 1, 2).float() / 127.5 - 1, steps)
+                initial_noise = model.invert(to_model_range(reference), steps)
             else:
                 initial_noise = model.initial_noise(seed)
             for batch in model.decode_latents(latents.values, initial_noise, steps, sampler, batch_size,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..bundled import DAE_TALKER, LANDMARK_DIFFUSION, PRETRAINED
 from ..errors import ModelError
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.hub import MODEL_INDEX
@@ -16,7 +17,6 @@ from .widgets import DAE_CATEGORY, LANDMARK_CATEGORY
 
 logger = logging.getLogger(__name__)
 
-PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 BUNDLED_PREFIX = "bundled/"
 PRECISIONS = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -90,7 +90,7 @@ class LoadDAETalker(_PipelineLoader):
     """Load a DAE-Talker pipeline (diffusion autoencoder, speech2latent and pose predictor)."""
 
     PIPELINE = DAETalkerPipeline
-    DEFAULT = BUNDLED_PREFIX + "dae-talker-obama"
+    DEFAULT = BUNDLED_PREFIX + DAE_TALKER
     RETURN_TYPES = (DAE_MODEL,)
     RETURN_NAMES = ("model",)
     CATEGORY = DAE_CATEGORY
@@ -101,7 +101,7 @@ class LoadLandmarkDiffusion(_PipelineLoader):
     """Load a landmark-guided pipeline (A2L and L2V)."""
 
     PIPELINE = LandmarkDiffusionPipeline
-    DEFAULT = BUNDLED_PREFIX + "landmark-diffusion"
+    DEFAULT = BUNDLED_PREFIX + LANDMARK_DIFFUSION
     RETURN_TYPES = (LANDMARK_MODEL,)
     RETURN_NAMES = ("model",)
     CATEGORY = LANDMARK_CATEGORY

@@ -23,6 +23,7 @@ from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
+from ..media.images import to_uint8
 from ..media.video import VideoWriter, resize_frames, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
 from .hub import declared_components, load_autoencoder_component, load_component, resolve_pipeline_folder
@@ -224,7 +225,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
             noise = initial_noise.expand(len(z_sem), -1, -1, -1)
             sample = denoise(lambda x, t: self.unet(x, t, z_sem), scheduler, noise, num_inference_steps)
             images = self._from_diffusion_space(sample)
-            yield ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            yield to_uint8(images)
             if callback is not None:
                 callback(min(start + batch_size, num_frames), num_frames)
 

@@ -49,6 +49,7 @@ from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..hub_models.speaker_encoder import SpeakerEncoder
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
+from ..media.images import to_model_range, to_uint8
 from ..media.speaker import speaker_embedding
 from ..media.video import VideoWriter, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
@@ -251,7 +252,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         and one identity reference [1,3,S,S]."""
         size = self.image_size
         count = len(landmarks)
-        renders = torch.from_numpy(self.render(landmarks)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        renders = to_model_range(self.render(landmarks))
         conditions = torch.cat([self.encode_images(renders), self.encode_images(pose_references),
                                 self.encode_images(identity).expand(count, -1, -1, -1)], dim=1)
         unit = torch.from_numpy(to_unit_coordinates(np.asarray(landmarks, np.float32), size))
@@ -276,7 +277,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             batch_landmarks = landmarks[start:start + batch_size]
             pose = self.pose_references(face, batch_landmarks, transforms[start:start + batch_size])
             crops = self.denoise_frames(batch_landmarks, pose, identity, initial_noise, num_inference_steps, sampler)
-            yield ((crops + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            yield to_uint8(crops)
             if callback is not None:
                 callback(min(start + batch_size, num_frames), num_frames)
 
@@ -374,7 +375,7 @@ class LandmarkDiffusionOutput(BaseOutput):
 
 def masked_images(images: np.ndarray, keep: np.ndarray | None) -> torch.Tensor:
     """uint8 images [N,S,S,3] to floats [N,3,S,S] in [-1,1], with pixels where `keep` [N,S,S,1] is 0 set to 0 (grey)."""
-    floats = torch.from_numpy(np.asarray(images, np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
+    floats = to_model_range(images)
     if keep is not None:
         floats = floats * torch.from_numpy(np.asarray(keep, np.float32)).permute(0, 3, 1, 2)
     return floats

@@ -55,6 +55,7 @@ def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
     """Run one configuration in this process; returns its timings and peak memory."""
     import torch
 
+    from talking_head.bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
     from talking_head.media.audio import SAMPLE_RATE, load_audio
     from talking_head.media.video import VideoWriter
 
@@ -75,7 +76,7 @@ def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
     if config["pipeline"] == "dae":
         from talking_head.pipelines.dae_talker import DAETalkerPipeline
 
-        pipe = DAETalkerPipeline.from_pretrained(ROOT / "pretrained" / "dae-talker-obama", torch_dtype=dtype).to(device)
+        pipe = DAETalkerPipeline.from_pretrained(BUNDLED_MODELS[DAE_TALKER], torch_dtype=dtype).to(device)
         lap("load")
         features = pipe.feature_extractor(waveform, SAMPLE_RATE)
         lap("audio features")
@@ -87,7 +88,7 @@ def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
         from talking_head.faces.paste import paste_back
         from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 
-        pipe = LandmarkDiffusionPipeline.from_pretrained(ROOT / "pretrained" / "landmark-diffusion", torch_dtype=dtype).to(device)
+        pipe = LandmarkDiffusionPipeline.from_pretrained(BUNDLED_MODELS[LANDMARK_DIFFUSION], torch_dtype=dtype).to(device)
         lap("load")
         face = pipe.find_face(PORTRAIT)
         lap("face")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from talking_head.pipelines.base import TRAINING_RECORD
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 
@@ -68,7 +69,7 @@ def main(kind: str, model: str, evaluation: str, output: str, notes_file: str | 
     if notes_file:
         card["notes"] = Path(notes_file).read_text()
     record["card"] = card
-    replaced = Path(output) / "training.json"
+    replaced = Path(output) / TRAINING_RECORD
     if replaced.exists():
         old = json.loads(replaced.read_text())
         record["previous"] = {"title": old["card"]["title"], "evaluation": old["evaluation"]}

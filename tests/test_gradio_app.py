@@ -17,6 +17,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the demo needs gradio (the dev extra installs it)")
 from gradio_client import Client, handle_file  # noqa: E402
 
+from talking_head.bundled import PRETRAINED  # noqa: E402
 from talking_head.gradio_app import runner  # noqa: E402
 from talking_head.gradio_app.ui import HEAD_MOTION_EXAMPLES, build_app  # noqa: E402
 from talking_head.media.audio import load_audio  # noqa: E402
@@ -170,8 +171,8 @@ def test_the_page_renders_its_main_controls_in_headless_chromium(server, tmp_pat
 def test_in_public_mode_the_model_box_takes_bundled_names_and_hub_repo_ids_only(tmp_path):
     public, local = runner.Limits(public=True), runner.Limits(public=False)
     bundled = runner.model_source("dae-talker-obama", runner.BUNDLED_DAE, public)
-    assert Path(bundled) == runner.PRETRAINED / "dae-talker-obama"
-    assert runner.model_source("", runner.BUNDLED_LANDMARK, public) == str(runner.PRETRAINED / "landmark-diffusion")
+    assert Path(bundled) == PRETRAINED / "dae-talker-obama"
+    assert runner.model_source("", runner.BUNDLED_LANDMARK, public) == str(PRETRAINED / "landmark-diffusion")
     assert runner.model_source(" org/talker-v2 ", runner.BUNDLED_DAE, public) == "org/talker-v2"
     for server_path in ("/etc", "~/models", "../pretrained/x", "org/../../etc", str(tmp_path), "a/b/c"):
         with pytest.raises(runner.TalkingHeadError, match="does not open folders on its server"):
@@ -181,7 +182,7 @@ def test_in_public_mode_the_model_box_takes_bundled_names_and_hub_repo_ids_only(
 
 def test_the_api_shows_no_server_path_and_the_head_motion_video_is_optional():
     info = build_app(runner.Limits(public=True)).get_api_info()
-    assert str(runner.PRETRAINED) not in str(info) and str(Path.home()) not in str(info)
+    assert str(PRETRAINED) not in str(info) and str(Path.home()) not in str(info)
     for endpoint in ("/landmark", "/dae_talker"):
         parameters = {p["parameter_name"]: p for p in info["named_endpoints"][endpoint]["parameters"]}
         assert parameters["pose_video"]["parameter_has_default"] and parameters["pose_video"]["parameter_default"] is None

@@ -25,6 +25,8 @@ from ..faces.align import (
 from ..faces.render import render_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.presets import A2L_PRESETS
+from ..media.images import to_model_range
+from ..pipelines.base import TRAINING_RECORD
 from .dataset import TalkingHeadDataset
 from .images import save_image_grid
 from .loop import module_device
@@ -146,7 +148,7 @@ class A2LTask:
         predicted, real = next(self._validation_pairs(modules["a2l"]))
         picks = np.linspace(0, len(real) - 1, NUM_SAMPLE_FRAMES).astype(int)
         rows = [render_landmarks(from_unit_coordinates(x[picks], SAMPLE_SIZE), SAMPLE_SIZE) for x in (real, predicted)]
-        save_image_grid([torch.from_numpy(r).permute(0, 3, 1, 2).float() / 127.5 - 1 for r in rows], path)
+        save_image_grid([to_model_range(r) for r in rows], path)
         return {}
 
     def export(self, modules, output_dir: Path, training_summary: dict):
@@ -155,7 +157,7 @@ class A2LTask:
                   "clips": [clip.name for clip in self.dataset.clips]}
         if self.l2v is None:
             model.save_pretrained(output_dir)
-            (output_dir / "training.json").write_text(json.dumps({"a2l": record}, indent=2))
+            (output_dir / TRAINING_RECORD).write_text(json.dumps({"a2l": record}, indent=2))
             return
         from ..pipelines.landmark import LandmarkDiffusionPipeline
 

@@ -8,6 +8,7 @@ from diffusers import AutoencoderKL
 
 from ..errors import TalkingHeadError
 from ..hub_models.frame_autoencoder import build_frame_autoencoder
+from ..pipelines.base import TRAINING_RECORD
 from .dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
 from .loop import module_device
@@ -48,7 +49,7 @@ class AutoencoderTask:
         self.autoencoder = build_frame_autoencoder(preset, image_size) if init is None else AutoencoderKL.from_pretrained(init)
         self.decoder_only = decoder_only
         self.augment = augment
-        record = Path(init) / "training.json" if init is not None else None
+        record = Path(init) / TRAINING_RECORD if init is not None else None
         self.init_record = json.loads(record.read_text()) if record is not None and record.exists() else None
         if decoder_only:
             for module in (self.autoencoder.encoder, self.autoencoder.quant_conv):
@@ -99,4 +100,4 @@ class AutoencoderTask:
         if self.init_record is not None:
             training_summary["continued_from"] = self.init_record
         vae.save_pretrained(output_dir)
-        (output_dir / "training.json").write_text(json.dumps(training_summary, indent=2))
+        (output_dir / TRAINING_RECORD).write_text(json.dumps(training_summary, indent=2))

@@ -18,8 +18,9 @@ from ..errors import TalkingHeadError
 from ..faces.landmarks import INNER_LIPS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE
 from ..hub_models.autoencoders import TinyAutoencoder, load_autoencoder, measure_latent_statistics, scale_raw
 from ..hub_models.dae_unet import DAEUNet
-from ..hub_models.presets import DAE_UNET_PRESETS, SEMANTIC_ENCODER_PRESETS
+from ..hub_models.presets import DAE_UNET_PRESETS, DIFFAE_SCHEDULER_CONFIG, SEMANTIC_ENCODER_PRESETS
 from ..hub_models.semantic_encoder import SemanticEncoder
+from ..media.images import to_model_range
 from ..pipelines.base import TRAINING_RECORD, read_json_record
 from ..pipelines.dae_talker import DAETalkerPipeline
 from .dataset import TalkingHeadDataset
@@ -34,8 +35,7 @@ MOUTH_POINTS = list(OUTER_LIPS + INNER_LIPS)
 
 def diffae_noise_schedule(prediction_type: str) -> DDPMScheduler:
     """The paper's schedule: 1000 steps, betas linear from 1e-4 to 0.02."""
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                         prediction_type=prediction_type, clip_sample=False)
+    return DDPMScheduler(**{**DIFFAE_SCHEDULER_CONFIG, "prediction_type": prediction_type}, clip_sample=False)
 
 
 def mouth_weights(landmarks: torch.Tensor, from_size: int, size: int, weight: float) -> torch.Tensor:
@@ -186,7 +186,7 @@ class DAETask:
         originals = self.val_images[:: max(1, len(self.val_images) // NUM_SAMPLE_FRAMES)][:NUM_SAMPLE_FRAMES]
         frames = next(pipeline.decode_latents(pipeline.encode_frames(originals), pipeline.initial_noise(0),
                                               SAMPLE_STEPS, batch_size=len(originals)))
-        decoded = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1  # on the CPU, like originals
+        decoded = to_model_range(frames)  # on the CPU, like originals
         save_image_grid([originals, decoded], path)
         return {"sample_psnr": psnr(decoded, originals)}
 

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import TalkingHeadError
+from ..media.images import to_model_range
 
 DATASET_FORMAT = "talking-head-dataset/1"
 DATASET_FILE = "dataset.json"
@@ -105,7 +106,7 @@ class TalkingHeadDataset:
         frames = clip.array("frames")
         for first in range(start, stop, batch * stride):
             chunk = torch.from_numpy(np.array(frames[first:min(first + batch * stride, stop):stride]))
-            yield resize_images(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1, image_size)
+            yield resize_images(to_model_range(chunk), image_size)
 
     def clip_array(self, clip: Clip, what: str, split: str) -> torch.Tensor:
         """A per-frame clip array restricted to a split, as a float tensor."""

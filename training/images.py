@@ -7,16 +7,12 @@ import torch
 from PIL import Image
 
 from ..evaluation import metrics
+from ..media.images import to_uint8
 
 
 def psnr(images: torch.Tensor, references: torch.Tensor) -> float:
     """Mean PSNR in dB of images against references, both in [-1,1]."""
     return metrics.psnr((images.clamp(-1, 1) + 1) / 2, (references + 1) / 2)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N,3,H,W] in [-1,1] -> uint8 [N,H,W,3]."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_image_grid(rows: list[torch.Tensor], path: Path) -> None:

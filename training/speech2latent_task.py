@@ -10,6 +10,7 @@ import torch
 
 from ..hub_models.presets import SPEECH2LATENT_PRESETS
 from ..hub_models.speech2latent import Speech2Latent
+from ..media.images import to_model_range
 from ..pipelines.dae_talker import DAETalkerPipeline
 from .dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
@@ -102,7 +103,7 @@ class Speech2LatentTask:
         rows = [sequence["images"][picks]]
         for latents in (sequence["latents"][picks], predicted):
             frames = next(self.pipeline.decode_latents(latents, noise, SAMPLE_STEPS, batch_size=NUM_SAMPLE_FRAMES))
-            rows.append(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1)
+            rows.append(to_model_range(frames))
         save_image_grid(rows, path)
         return {"sample_psnr_dae": psnr(rows[1], rows[0]), "sample_psnr_speech": psnr(rows[2], rows[0])}
 
