@@ -7,15 +7,13 @@ The file is a training checkpoint, `{"step", "model_state", "optimizer_state"}`,
 exactly, and files with other names or shapes are refused.
 """
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelError
 from ..hub_models.speaker_encoder import SpeakerEncoder
-from .tiny_autoencoder import _describe_mismatch
+from .checkpoints import describe_mismatch, load_checkpoint, save_atomically, tensors_only
 
 # Parameters of the GE2E training loss (a learnt scale and offset of the similarities): not part of the encoder.
 TRAINING_ONLY_KEYS = ("similarity_weight", "similarity_bias")
@@ -38,20 +36,12 @@ limitations under the License.
 
 
 def _load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"voice encoder weights not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError / RuntimeError: not a plain tensor file
-        raise ModelError(f"{path} is not a plain PyTorch checkpoint: {error}") from None
+    checkpoint = load_checkpoint(path, "voice encoder")
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
         found = ", ".join(sorted(map(str, checkpoint))) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ModelError(f"{path} is not a Resemblyzer voice encoder checkpoint: it has no 'model_state' "
                          f"(found: {found or 'nothing'})")
-    state = checkpoint["model_state"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"the 'model_state' of {path} is not a state dict of tensors")
+    state = tensors_only(checkpoint["model_state"], path, "the 'model_state'")
     return {k: v for k, v in state.items() if k not in TRAINING_ONLY_KEYS}
 
 
@@ -70,7 +60,7 @@ def speaker_encoder_from_file(weights_path: str | Path, licence: str | None = No
     """A SpeakerEncoder (float32) holding the published weights and their licence text."""
     state = _load_model_state(weights_path)
     model = SpeakerEncoder(**_sizes(state, weights_path), licence=licence)
-    mismatch = _describe_mismatch(model.state_dict(), state)
+    mismatch = describe_mismatch(model.state_dict(), state)
     if mismatch:
         raise ModelError(f"{weights_path} does not fit a GE2E speaker encoder ({mismatch})")
     model.load_state_dict(state)
@@ -90,17 +80,4 @@ def convert_speaker_encoder(weights_path: str | Path, output_dir: str | Path, li
     model = speaker_encoder_from_file(weights_path, licence_text)
     if half:
         model.half()  # .to(dtype) would warn about float32 modules it has not got
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp's folder is the owner's alone
-        model.save_pretrained(staging)
-        for path in staging.iterdir():
-            path.chmod(0o644)
-        shutil.rmtree(output_dir, ignore_errors=True)
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output_dir
+    return save_atomically(model, output_dir)

@@ -120,7 +120,7 @@ def test_files_of_another_layout_are_refused_by_name(tiny_random_files, tmp_path
     with pytest.raises(ModelError, match=r"missing: decoder\.19\.bias"):
         convert_tiny_autoencoder(encoder_file, tmp_path / "broken.pth", tmp_path / "out")
     (tmp_path / "text.pth").write_text("not weights")
-    with pytest.raises(ModelError, match="not a plain PyTorch state dict"):
+    with pytest.raises(ModelError, match="not a plain PyTorch checkpoint"):
         convert_tiny_autoencoder(tmp_path / "text.pth", decoder_file, tmp_path / "out")
     with pytest.raises(ModelError, match="not found"):
         convert_tiny_autoencoder(tmp_path / "absent.pth", decoder_file, tmp_path / "out")
