@@ -244,7 +244,7 @@ class DAEDecode:
                 initial_noise = model.invert(to_model_range(reference), steps)
             else:
                 initial_noise = model.initial_noise(seed)
-            for batch in model.decode_latents(latents.values, initial_noise, steps, sampler, batch_size,
-                                              callback=lambda done, total: progress.update(done)):
+            for batch in model.decode_latents(latents.values, initial_noise, num_inference_steps=steps, sampler=sampler,
+                                              batch_size=batch_size, callback=lambda done, total: progress.update(done)):
                 frames.add(batch if size == model.image_size else resize_frames(batch, size))
         return (frames.image, latents.fps)

@@ -178,7 +178,8 @@ class L2VDenoise:
         progress = services.Progress(num_frames, "L2VDenoise")
         with services.on_device(model.vae, model.unet, model.landmark_encoder):
             for batch in model.generate_crops(face, landmarks.points, landmarks.transforms, model.initial_noise(seed),
-                                              steps, sampler, batch_size, callback=lambda done, total: progress.update(done)):
+                                              num_inference_steps=steps, sampler=sampler, batch_size=batch_size,
+                                              callback=lambda done, total: progress.update(done)):
                 crops.add(batch)
         return (crops.image, landmarks.fps)
 
