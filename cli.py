@@ -84,13 +84,10 @@ def _progress_bar():
     return report, close
 
 
-def _sampling(args, pipeline: str) -> dict:
-    """The sampling settings asked for, as pipeline keywords: the fast defaults (the papers' with --paper), changed
-    by the options given."""
+def _sampling(args, pipeline: str):
+    """The sampling settings asked for: the fast defaults (the papers' with --paper), changed by the options given."""
     base = (PAPER_SETTINGS if args.paper else DEFAULT_SETTINGS)[pipeline]
-    settings = base.updated(num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed,
-                            batch_size=args.batch_size)
-    return vars(settings)
+    return base.updated(num_inference_steps=args.steps, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size)
 
 
 def _generate(args) -> None:
@@ -100,6 +97,7 @@ def _generate(args) -> None:
         _generate_landmark(args)
         return
 
+    from . import jobs
     from .pipelines.dae_talker import DAETalkerPipeline
 
     if args.image:
@@ -107,14 +105,15 @@ def _generate(args) -> None:
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
     report, close = _progress_bar()
     try:
-        output = pipeline.write_video(args.audio, args.output, pose_from=args.pose_from, output_size=args.size,
-                                      callback=report, **args.sampling)
+        jobs.run(jobs.dae_talker_video(pipeline, args.audio, args.output, settings=args.sampling,
+                                       pose_from=args.pose_from, output_size=args.size), report)
     finally:
         close()
-    print(output)
+    print(args.output)
 
 
 def _generate_landmark(args) -> None:
+    from . import jobs
     from .pipelines.landmark import LandmarkDiffusionPipeline
 
     if not args.image:
@@ -124,12 +123,12 @@ def _generate_landmark(args) -> None:
     pipeline = LandmarkDiffusionPipeline.from_pretrained(args.model or DEFAULT_LANDMARK_MODEL)
     report, close = _progress_bar()
     try:
-        output = pipeline.write_video(args.audio, args.image, args.output, pose_from=args.pose_from,
-                                      face="largest" if args.face is None else args.face,
-                                      landmark_preview_path=args.preview, callback=report, **args.sampling)
+        jobs.run(jobs.landmark_video(pipeline, args.audio, args.image, args.output, settings=args.sampling,
+                                     pose_from=args.pose_from, face="largest" if args.face is None else args.face,
+                                     landmark_preview_path=args.preview), report)
     finally:
         close()
-    print(output)
+    print(args.output)
 
 
 def _prepare(args) -> None:
@@ -202,7 +201,7 @@ def _evaluate(args) -> None:
     from .pipelines.base import public_model_name
     from .training.dataset import TalkingHeadDataset
 
-    sampling = _sampling(args, args.pipeline)
+    sampling = vars(_sampling(args, args.pipeline))
     dataset = TalkingHeadDataset(args.data)
     if args.pipeline == "landmark":
         from .evaluation.landmark_holdout import evaluate_landmark_pipeline

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import jobs
 from ..bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from ..errors import TalkingHeadError
 from ..faces.portrait import load_portrait
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
+from ..pipelines.settings import SamplingSettings
 
 # The bundled models by the names the page shows and takes; their folders never reach the page.
 BUNDLED_DAE, BUNDLED_LANDMARK = DAE_TALKER, LANDMARK_DIFFUSION
@@ -46,7 +48,7 @@ class Limits:
 
 
 @dataclass
-class Progress:
+class PageProgress:
     """One step of a run: the stage's description and how far it is (done of total)."""
 
     description: str
@@ -129,27 +131,27 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _progress(steps: Iterator[tuple[str, int, int]]) -> Iterator[Progress]:
-    for stage, done, total in steps:
-        yield Progress(STAGES[stage], done, total)
+def _on_the_page(job: Iterator[jobs.Progress]) -> Iterator[PageProgress]:
+    for step in job:
+        yield PageProgress(STAGES[step.stage], step.done, step.total)
 
 
 @_gpu
 def run_dae_talker(*, model: str, audio: str, pose_video: str | None, steps: int, sampler: str, seed: int,
-                   output_size: int, batch_size: int, output: Path) -> Iterator[Progress]:
+                   output_size: int, batch_size: int, output: Path) -> Iterator[PageProgress]:
     """DAE-Talker: speech to `output` (mp4), stage by stage."""
+    settings = SamplingSettings(int(steps), sampler, int(seed), int(batch_size))  # checked before the model loads
     pipeline = load_pipeline(DAETalkerPipeline, model).to(_device())
-    yield from _progress(pipeline.generate_video(audio, output, pose_from=pose_video or None,
-                                                 num_inference_steps=int(steps), sampler=sampler, seed=int(seed),
-                                                 batch_size=int(batch_size), output_size=int(output_size) or None))
+    yield from _on_the_page(jobs.dae_talker_video(pipeline, audio, output, settings=settings,
+                                                  pose_from=pose_video or None, output_size=int(output_size) or None))
 
 
 @_gpu
 def run_landmark(*, model: str, audio: str, portrait: np.ndarray, pose_video: str | None, steps: int, sampler: str,
-                 seed: int, face_index: int, batch_size: int, output: Path, preview: Path) -> Iterator[Progress]:
+                 seed: int, face_index: int, batch_size: int, output: Path, preview: Path) -> Iterator[PageProgress]:
     """Landmark-guided: speech plus portrait to `output` (mp4) and the landmark drawings to `preview`, stage by stage."""
+    settings = SamplingSettings(int(steps), sampler, int(seed), int(batch_size))  # checked before the model loads
     pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(_device())
-    yield from _progress(pipeline.generate_video(audio, portrait, output, pose_from=pose_video or None,
-                                                 num_inference_steps=int(steps), sampler=sampler, seed=int(seed),
-                                                 face=int(face_index), batch_size=int(batch_size),
-                                                 landmark_preview_path=preview))
+    yield from _on_the_page(jobs.landmark_video(pipeline, audio, portrait, output, settings=settings,
+                                                pose_from=pose_video or None, face=int(face_index),
+                                                landmark_preview_path=preview))

@@ -5,8 +5,8 @@ import torch
 
 
 def to_model_range(frames) -> torch.Tensor:
-    """uint8 frames [N,H,W,3] (numpy or torch) to float [N,3,H,W] in [-1,1]."""
-    return torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    """uint8 frames [N,H,W,3] (numpy, read-only too, or torch) to float [N,3,H,W] in [-1,1]."""
+    return torch.from_numpy(np.array(frames, dtype=np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

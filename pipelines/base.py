@@ -95,13 +95,6 @@ class TalkingHeadPipeline(DiffusionPipeline):
             return [Image.fromarray(frame) for frame in frames]
         raise TalkingHeadError(f"unknown output_type {output_type!r}; choose np, pt or pil")
 
-    @staticmethod
-    def _run_to_end(steps, callback) -> None:
-        """Run a `generate_video` iteration to its end, passing the frame progress to `callback(done, total)`."""
-        for stage, done, total in steps:
-            if callback is not None and stage == "frames":
-                callback(done, total)
-
     def video_metadata(self, **settings) -> dict:
         """Tags for the output file: synthetic, which model, whether it was trained, and the settings."""
         return {"model": public_model_name(self.config.get("_name_or_path", "unknown")), "pipeline": type(self).__name__,

@@ -2,12 +2,12 @@
 
 Every frame of a video is decoded from the same initial noise `x_T`, from a seed or from DDIM inversion of a
 reference frame, so frames differ only where their semantic latents differ. Frames are produced batch by
-batch and streamed to the video file, so memory does not grow with the length of the audio.
+batch (`decode_latents`), so a video job (`talking_head.jobs`) streams them to the file and memory does not grow
+with the length of the audio.
 """
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -16,7 +16,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 from diffusers.utils import BaseOutput
 
 from ..errors import ModelError, TalkingHeadError
-from ..faces.tracking import ping_pong, pose_from_video
+from ..faces.tracking import ping_pong
 from ..hub_models.autoencoders import FrameAutoencoder, decode_latents, encode_latents
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.semantic_encoder import SemanticEncoder
@@ -24,7 +24,6 @@ from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.images import to_uint8
-from ..media.video import VideoWriter, resize_frames, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
 from .hub import declared_components, load_autoencoder_component, load_component, resolve_pipeline_folder
 from .sampling import denoise, make_scheduler
@@ -230,48 +229,14 @@ class DAETalkerPipeline(TalkingHeadPipeline):
                 callback(min(start + batch_size, num_frames), num_frames)
 
     # -- everything ---------------------------------------------------------------------------------
-    def generate_video(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
-                       pose: torch.Tensor | None = None, pose_from: str | os.PathLike | None = None,
-                       num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler,
-                       seed: int = DEFAULTS.seed, reference_frame: torch.Tensor | None = None,
-                       batch_size: int = DEFAULTS.batch_size,
-                       output_size: int | None = None) -> Iterator[tuple[str, int, int]]:
-        """Speech file to an mp4 (h264 + aac, the input audio muxed in) at `output_path`, step by step.
-
-        Yields `(stage, done, total)` as it goes (stages: "speech", "latents", "frames"); the file is complete
-        when the iteration ends, and stopping it early leaves no file. `pose` [T,6] replaces the predicted head
-        pose (see `retarget_pose` for poses of other footage); `pose_from` takes it from a video instead (see
-        `follow_pose`); `reference_frame` [1,3,S,S] gives x_T by DDIM inversion instead of the seed;
-        `output_size` resizes the frames (the model's own size by default).
-        """
-        SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
-        self.warn_if_untrained()
-        yield "speech", 0, 1
-        waveform = load_audio(audio)
-        features = self.feature_extractor(waveform, SAMPLE_RATE)
-        if pose_from is not None:
-            pose = self.follow_pose(torch.from_numpy(pose_from_video(pose_from, self.fps)), len(features))
-        yield "latents", 0, 1
-        latents = self.speech_to_latents(features, pose)
-        if reference_frame is not None:
-            initial_noise = self.invert(reference_frame, num_inference_steps)
-        else:
-            initial_noise = self.initial_noise(seed)
-        metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
-        with VideoWriter(output_path, fps=self.fps, metadata=metadata, **soundtrack(audio, waveform, SAMPLE_RATE)) as writer:
-            done = 0
-            for frames in self.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size):
-                writer.write(frames if output_size is None else resize_frames(frames, output_size))
-                done += len(frames)
-                yield "frames", done, len(latents)
-
     @torch.no_grad()
     def __call__(self, speech: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE, *,
                  pose: torch.Tensor | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
                  sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, batch_size: int = DEFAULTS.batch_size,
                  output_type: str = "np", callback: ProgressCallback | None = None) -> "DAETalkerOutput":
-        """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) to frames in memory; writes no file (`write_video` does,
-        streaming). `pose` [T,6] replaces the predicted head pose; `callback(done, total)` follows the frames."""
+        """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) to frames in memory; writes no file
+        (`talking_head.jobs` writes videos, streaming). `pose` [T,6] replaces the predicted head pose;
+        `callback(done, total)` follows the frames."""
         SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         self.warn_if_untrained()
         features = self.encode_audio(self._speech_waveform(speech, sample_rate))
@@ -281,13 +246,6 @@ class DAETalkerPipeline(TalkingHeadPipeline):
                                       callback)
         return DAETalkerOutput(frames=self.frames_as(np.concatenate(list(batches)), output_type), pose=pose,
                                latents=latents)
-
-    def write_video(self, audio: str | os.PathLike, output_path: str | os.PathLike, *,
-                    callback: ProgressCallback | None = None, **settings) -> Path:
-        """Speech file to an mp4 at `output_path`, frames streamed to it; returns the path. `settings` as for
-        `generate_video`; `callback(done, total)` follows the frames."""
-        self._run_to_end(self.generate_video(audio, output_path, **settings), callback)
-        return Path(output_path)
 
 
 @dataclass

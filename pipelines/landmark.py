@@ -10,7 +10,6 @@ lower face is pasted back into the full portrait with a soft mask, so the video 
 background and sharpness. Frames are made batch by batch and streamed to the file.
 """
 
-import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -51,7 +50,6 @@ from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.features import AudioFeatureExtractor
 from ..media.images import to_model_range, to_uint8
 from ..media.speaker import speaker_embedding
-from ..media.video import VideoWriter, soundtrack
 from .base import TalkingHeadPipeline, public_model_name
 from .hub import (
     MODEL_INDEX,
@@ -292,57 +290,16 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             stop = start + len(batch)
             yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop])
 
-    def generate_video(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
-                       pose_from: str | os.PathLike | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
-                       sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, face: int | str = "largest",
-                       batch_size: int = DEFAULTS.batch_size,
-                       landmark_preview_path: str | os.PathLike | None = None) -> Iterator[tuple[str, int, int]]:
-        """Speech file plus portrait to an mp4 (h264 + aac) at `output_path`, at the portrait's size, step by step.
-
-        Yields `(stage, done, total)` as it goes (stages: "face", "speech", "landmarks", "frames"); the files
-        are complete when the iteration ends, and stopping it early leaves none. `pose_from` is a video whose
-        head motion the portrait follows (still otherwise); `face` picks a face when the portrait shows several
-        (largest first); `landmark_preview_path` also writes the landmark drawings as a video.
-        """
-        SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
-        self.warn_if_untrained()
-        yield "face", 0, 1
-        face_found = self.find_face(image, face)
-        yield "speech", 0, 1
-        waveform = load_audio(audio)
-        features, speaker = self.encode_audio(waveform)
-        yield "landmarks", 0, 1
-        landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks)
-        if pose_from is not None:
-            transforms = self.head_motion_from_video(pose_from, len(landmarks))
-        else:
-            transforms = self.still_head(len(landmarks))
-        landmarks = self.move_head(landmarks, transforms)
-        metadata = self.video_metadata(sampler=sampler, steps=num_inference_steps, seed=seed)
-        with contextlib.ExitStack() as files:
-            if landmark_preview_path is not None:
-                preview = files.enter_context(VideoWriter(landmark_preview_path, fps=self.fps, metadata=metadata,
-                                                          **soundtrack(audio, waveform, SAMPLE_RATE)))
-                for start in range(0, len(landmarks), 256):
-                    preview.write(self.render(landmarks[start:start + 256], size=256))
-            writer = files.enter_context(VideoWriter(output_path, fps=self.fps, metadata=metadata,
-                                                     **soundtrack(audio, waveform, SAMPLE_RATE)))
-            done = 0
-            for frames in self.generate_frames(face_found, landmarks, transforms, self.initial_noise(seed),
-                                               num_inference_steps, sampler, batch_size):
-                writer.write(frames)
-                done += len(frames)
-                yield "frames", done, len(landmarks)
-
     @torch.no_grad()
     def __call__(self, speech: np.ndarray | torch.Tensor, image, sample_rate: int = SAMPLE_RATE, *,
                  head_motion: np.ndarray | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
                  sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, face: int | str = "largest",
                  batch_size: int = DEFAULTS.batch_size, output_type: str = "np",
                  callback: ProgressCallback | None = None) -> "LandmarkDiffusionOutput":
-        """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) and a portrait (path, PIL image or uint8 array) to
-        full-size frames in memory; writes no file (`write_video` does, streaming). `head_motion` [T,2,3] moves the
-        head (see `head_motion_from_video`; still otherwise); `callback(done, total)` follows the frames."""
+        """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) and a portrait (path, PIL image or
+        uint8 array) to full-size frames in memory; writes no file (`talking_head.jobs` writes videos, streaming).
+        `head_motion` [T,2,3] moves the head (see `head_motion_from_video`; still otherwise); `callback(done, total)`
+        follows the frames."""
         SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         self.warn_if_untrained()
         face_found = self.find_face(image, face)
@@ -354,13 +311,6 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                                        num_inference_steps, sampler, batch_size, callback)
         return LandmarkDiffusionOutput(frames=self.frames_as(np.concatenate(list(batches)), output_type),
                                        landmarks=landmarks, head_motion=transforms)
-
-    def write_video(self, audio: str | os.PathLike, image, output_path: str | os.PathLike, *,
-                    callback: ProgressCallback | None = None, **settings) -> Path:
-        """Speech file plus portrait to an mp4 at `output_path`, frames streamed to it; returns the path. `settings`
-        as for `generate_video`; `callback(done, total)` follows the frames."""
-        self._run_to_end(self.generate_video(audio, image, output_path, **settings), callback)
-        return Path(output_path)
 
 
 @dataclass

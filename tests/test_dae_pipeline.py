@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from talking_head import jobs
+from talking_head.pipelines.settings import SamplingSettings
 from talking_head.errors import AudioError, ModelError, TalkingHeadError
 from talking_head.media.audio import SAMPLE_RATE
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
@@ -129,7 +131,8 @@ def test_save_pretrained_and_from_pretrained_round_trip(tmp_path):
 
 
 def test_generate_writes_an_mp4_with_the_audio_and_its_duration(tmp_path, speech_clip):
-    output = tiny_dae_pipeline().write_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=3)
+    output = tmp_path / "out.mp4"
+    jobs.run(jobs.dae_talker_video(tiny_dae_pipeline(), speech_clip, output, settings=SamplingSettings(3)))
     info = probe_video(output)
     assert info["has_audio"] and info["fps"] == pytest.approx(25.0)
     assert abs(info["duration"] - 2.2) <= 1 / 25 + 1e-3
@@ -140,7 +143,8 @@ def test_generate_writes_an_mp4_with_the_audio_and_its_duration(tmp_path, speech
 
 def test_an_untrained_model_says_so_in_the_log_and_the_file(tmp_path, speech_clip, caplog):
     with caplog.at_level(logging.WARNING):
-        output = tiny_dae_pipeline().write_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=2)
+        output = tmp_path / "out.mp4"
+        jobs.run(jobs.dae_talker_video(tiny_dae_pipeline(), speech_clip, output, settings=SamplingSettings(2)))
     assert "no training record" in caplog.text
     assert "trained=false" in read_metadata(output)["comment"]
 
@@ -160,7 +164,7 @@ def test_bad_audio_gives_one_clear_error_and_leaves_no_output(tmp_path, problem)
 
         Image.new("RGB", (8, 8)).save(audio)
     with pytest.raises(AudioError, match=audio.name):
-        tiny_dae_pipeline().write_video(audio, tmp_path / "out.mp4", num_inference_steps=2)
+        jobs.run(jobs.dae_talker_video(tiny_dae_pipeline(), audio, tmp_path / "out.mp4", settings=SamplingSettings(2)))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [audio] if p.exists())
 
 
@@ -176,14 +180,16 @@ def test_a_failure_while_decoding_leaves_nothing_at_the_output_path(tmp_path, sp
 
     pipeline.unet.forward = failing_forward
     with pytest.raises(RuntimeError):
-        pipeline.write_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=2, batch_size=8)
+        jobs.run(jobs.dae_talker_video(pipeline, speech_clip, tmp_path / "out.mp4",
+                                       settings=SamplingSettings(2, batch_size=8)))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_generate_video_reports_its_stages_and_stopping_it_early_leaves_nothing(tmp_path, speech_clip):
-    steps = tiny_dae_pipeline().generate_video(speech_clip, tmp_path / "out.mp4", num_inference_steps=2, batch_size=16)
-    assert [next(steps)[0], next(steps)[0]] == ["speech", "latents"]
-    assert next(steps) == ("frames", 16, 55)  # 16 frames went to the encoder
+def test_a_video_job_reports_its_stages_and_stopping_it_early_leaves_nothing(tmp_path, speech_clip):
+    steps = jobs.dae_talker_video(tiny_dae_pipeline(), speech_clip, tmp_path / "out.mp4",
+                                  settings=SamplingSettings(2, batch_size=16))
+    assert [next(steps).stage, next(steps).stage] == ["speech", "latents"]
+    assert next(steps) == jobs.Progress("frames", 16, 55)  # 16 frames went to the encoder
     steps.close()  # the caller stops: e.g. a cancelled request in the demo
     assert list(tmp_path.iterdir()) == []
 
@@ -192,7 +198,7 @@ def test_a_pipeline_without_speech2latent_says_how_to_train_it(tmp_path, speech_
     pipeline = tiny_dae_pipeline()
     pipeline.register_modules(speech2latent=None)
     with pytest.raises(ModelError, match="train speech2latent"):
-        pipeline.write_video(speech_clip, tmp_path / "out.mp4")
+        jobs.run(jobs.dae_talker_video(pipeline, speech_clip, tmp_path / "out.mp4"))
 
 
 def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path):

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from audio_files import write_wav
+from talking_head import jobs
+from talking_head.pipelines.settings import SamplingSettings
 from talking_head.errors import AudioError, FaceError, ModelError
 from talking_head.faces.align import (compose_affine, fit_similarity, from_unit_coordinates, invert_affine,
                                       apply_affine, to_unit_coordinates)
@@ -134,8 +136,9 @@ def test_l2v_conditioning_reaches_the_unet(tiny, face):
 
 
 def test_the_video_keeps_the_portrait_size_background_and_the_speech(tiny, two_seconds_of_speech, tmp_path):
-    output = tiny.write_video(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=2,
-                  landmark_preview_path=tmp_path / "landmarks.mp4")
+    output = tmp_path / "talk.mp4"
+    jobs.run(jobs.landmark_video(tiny, two_seconds_of_speech, PORTRAIT, output, settings=SamplingSettings(2),
+                                 landmark_preview_path=tmp_path / "landmarks.mp4"))
     info = probe_video(output)
     assert (info["width"], info["height"], info["fps"], info["num_frames"]) == (512, 512, 25.0, 50)
     assert info["has_audio"] and abs(info["duration"] - 2.0) < 0.1
@@ -188,14 +191,15 @@ def test_a_portrait_problem_gets_one_clear_error_and_leaves_no_output(tiny, two_
     output_dir = tmp_path / "out"
     output_dir.mkdir()
     with pytest.raises(FaceError, match=message):
-        tiny.write_video(two_seconds_of_speech, portrait, output_dir / "talk.mp4", num_inference_steps=1)
+        jobs.run(jobs.landmark_video(tiny, two_seconds_of_speech, portrait, output_dir / "talk.mp4",
+                                     settings=SamplingSettings(1)))
     assert list(output_dir.iterdir()) == []
 
 
 def test_silent_audio_gets_an_audio_error_and_leaves_no_output(tiny, tmp_path):
     silence = write_wav(tmp_path / "silence.wav", np.zeros(32000))
     with pytest.raises(AudioError, match="silent"):
-        tiny.write_video(silence, PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
+        jobs.run(jobs.landmark_video(tiny, silence, PORTRAIT, tmp_path / "talk.mp4", settings=SamplingSettings(1)))
     assert not (tmp_path / "talk.mp4").exists()
 
 
@@ -246,7 +250,7 @@ def test_an_l2v_only_pipeline_says_a2l_is_missing(tiny, tmp_path, two_seconds_of
     l2v_only = LandmarkDiffusionPipeline(vae=tiny.vae, unet=tiny.unet, landmark_encoder=tiny.landmark_encoder,
                                          scheduler=tiny.scheduler)
     with pytest.raises(ModelError, match="train a2l"):
-        l2v_only.write_video(two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4")
+        jobs.run(jobs.landmark_video(l2v_only, two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4"))
     assert not (tmp_path / "talk.mp4").exists()
 
 

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from talking_head.cli import main
+from talking_head import jobs
+from talking_head.pipelines.settings import SamplingSettings
 from talking_head.errors import TalkingHeadError
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from talking_head.training.a2l_task import A2LTask
@@ -89,7 +91,9 @@ def test_a2l_training_lowers_the_loss_and_completes_a_pipeline_that_generates(da
     assert logged(tmp_path, "val_mouth_nme") and logged(tmp_path, "val_still_mouth_nme")
     pipeline = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "model")
     assert set(pipeline.training_record) == {"autoencoder", "l2v", "a2l"}
-    output = pipeline.write_video(dataset.root.parent / "obama.mp4", PORTRAIT, tmp_path / "talk.mp4", num_inference_steps=1)
+    output = tmp_path / "talk.mp4"
+    jobs.run(jobs.landmark_video(pipeline, dataset.root.parent / "obama.mp4", PORTRAIT, output,
+                                 settings=SamplingSettings(1)))
     assert output.exists()
 
 

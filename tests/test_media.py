@@ -417,3 +417,17 @@ def test_the_speech_model_moves_with_the_extractor_and_with_its_pipeline(tmp_pat
     assert pipeline.feature_extractor.device == pipeline.device
     pipeline.to("meta")
     assert pipeline.feature_extractor.device.type == "meta" and pipeline.unet.device.type == "meta"
+
+
+def test_pixels_convert_to_the_models_range_and_back_from_read_only_arrays_without_a_warning():
+    import warnings
+
+    from talking_head.media.images import to_model_range, to_uint8
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    frames.flags.writeable = False  # as np.asarray of a PIL image is under Pillow 13
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images = to_model_range(frames)
+    assert images.shape == (2, 3, 8, 8) and images.min() >= -1 and images.max() <= 1
+    np.testing.assert_array_equal(to_uint8(images), frames)

@@ -34,7 +34,7 @@ def test_the_pipelines_and_the_nodes_default_to_the_one_setting():
 
     for pipeline_class, name, node in ((DAETalkerPipeline, "dae", "TalkingHeadDAEDecode"),
                                        (LandmarkDiffusionPipeline, "landmark", "TalkingHeadL2VDenoise")):
-        parameters = inspect.signature(pipeline_class.generate_video).parameters
+        parameters = inspect.signature(pipeline_class.__call__).parameters
         default = DEFAULT_SETTINGS[name]
         assert parameters["num_inference_steps"].default == default.num_inference_steps
         assert parameters["sampler"].default == default.sampler and parameters["batch_size"].default == default.batch_size
@@ -48,7 +48,7 @@ def test_the_command_line_takes_the_defaults_or_the_papers(monkeypatch, tmp_path
 
     parser = cli.build_parser()
     fast = parser.parse_args(["generate", "--audio", "a.wav", "-o", "x.mp4"])
-    assert cli._sampling(fast, "dae") == vars(DEFAULT_SETTINGS["dae"])
+    assert cli._sampling(fast, "dae") == DEFAULT_SETTINGS["dae"]
     paper = parser.parse_args(["generate", "--pipeline", "landmark", "--paper", "--seed", "3", "--audio", "a.wav",
                                "-o", "x.mp4"])
-    assert cli._sampling(paper, "landmark") == vars(PAPER_SETTINGS["landmark"].updated(seed=3))
+    assert cli._sampling(paper, "landmark") == PAPER_SETTINGS["landmark"].updated(seed=3)

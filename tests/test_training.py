@@ -10,6 +10,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from talking_head import jobs
+from talking_head.pipelines.settings import SamplingSettings
 from talking_head.errors import FaceError, TalkingHeadError
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.training.autoencoder_task import AutoencoderTask
@@ -205,7 +207,8 @@ def test_speech2latent_training_lowers_the_loss_and_completes_a_pipeline_that_ge
     assert losses[-1] < losses[0]
     pipeline = DAETalkerPipeline.from_pretrained(tmp_path / "model")
     assert set(pipeline.training_record) == {"dae", "speech2latent"}
-    output = pipeline.write_video(dataset.root.parent / "obama.mp4", tmp_path / "talk.mp4", num_inference_steps=2)
+    output = tmp_path / "talk.mp4"
+    jobs.run(jobs.dae_talker_video(pipeline, dataset.root.parent / "obama.mp4", output, settings=SamplingSettings(2)))
     assert output.exists()
 
 
