@@ -1,5 +1,6 @@
-"""Import arrows point down: the engine (models, media, faces, pipelines) imports nothing from the front ends
-(command line, ComfyUI nodes, Gradio demo), training or evaluation, so each can be used and changed on its own."""
+"""Import arrows point down: the engine (models, media, faces, pipelines) imports nothing from the video jobs, the
+front ends (command line, ComfyUI nodes, Gradio demo), training or evaluation, so each can be used and changed on its
+own."""
 
 import ast
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ENGINE = ("hub_models", "media", "faces", "pipelines", "convert")
-ABOVE_THE_ENGINE = ("cli", "nodes", "gradio_app", "training", "evaluation", "app")
+ABOVE_THE_ENGINE = ("cli", "nodes", "gradio_app", "training", "evaluation", "app", "jobs")
 
 
 def imported_packages(source: Path) -> set[str]:
