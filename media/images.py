@@ -6,7 +6,8 @@ import torch
 
 def to_model_range(frames) -> torch.Tensor:
     """uint8 frames [N,H,W,3] (numpy, read-only too, or torch) to float [N,3,H,W] in [-1,1]."""
-    return torch.from_numpy(np.array(frames, dtype=np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
+    pixels = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else frames
+    return torch.from_numpy(np.array(pixels, dtype=np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
