@@ -18,7 +18,7 @@ _LAZY_EXPORTS = {
     "render_landmarks": ".faces.render",
     "AudioFeatureExtractor": ".media.features",
     "load_audio": ".media.audio",
-    "prepare_dataset": ".training.prepare",
+    "prepare_dataset": ".data.prepare",
     "TalkingHeadError": ".errors",
     # ComfyUI loads the repository as a custom node pack and reads these two.
     "NODE_CLASS_MAPPINGS": ".nodes",

@@ -132,7 +132,7 @@ def _generate_landmark(args) -> None:
 
 
 def _prepare(args) -> None:
-    from .training.prepare import prepare_dataset
+    from .data.prepare import prepare_dataset
 
     output = prepare_dataset(args.video, args.out, fps=args.fps, resolution=args.resolution,
                              val_fraction=args.val_fraction, feature_kinds=tuple(args.features),
@@ -143,7 +143,7 @@ def _prepare(args) -> None:
 
 
 def _train(args) -> None:
-    from .training.dataset import TalkingHeadDataset
+    from .data.dataset import TalkingHeadDataset
     from .training.loop import TrainConfig, Trainer
 
     dataset = TalkingHeadDataset(args.data)
@@ -199,7 +199,7 @@ def _evaluate(args) -> None:
     if not args.data:
         raise TalkingHeadError("evaluate needs --generated VIDEO... --real VIDEO..., or --data DATASET for the held-back clips")
     from .pipelines.base import public_model_name
-    from .training.dataset import TalkingHeadDataset
+    from .data.dataset import TalkingHeadDataset
 
     sampling = vars(_sampling(args, args.pipeline))
     dataset = TalkingHeadDataset(args.data)

@@ -15,28 +15,25 @@ read-out is fitted on the other clips' held-back frames instead.
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
+from ..faces.landmarks import get_landmarker, landmarks_per_frame, mouth_opening
 from ..hub_models.autoencoders import decode_latents, encode_latents
 from ..media.images import to_uint8
 from ..pipelines.settings import DEFAULT_SETTINGS
-from ..training.dataset import TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from .metrics import best_lag, pearson, psnr, ssim
 
 DEFAULTS = DEFAULT_SETTINGS["dae"]
-LANDMARK_SIZE = 256  # generated frames are enlarged to this size before landmark detection
 MAX_LAG_FRAMES = 10
 
 
 def mouth_openings(frames: np.ndarray, landmarker) -> np.ndarray:
     """Mouth opening per frame (NaN where no face is found) of uint8 frames [N,H,W,3]."""
+    landmarks = landmarks_per_frame(frames, landmarker)
+    found = ~np.isnan(landmarks).any(axis=(1, 2))
     openings = np.full(len(frames), np.nan)
-    for index, frame in enumerate(frames):
-        image = np.asarray(Image.fromarray(frame).resize((LANDMARK_SIZE, LANDMARK_SIZE), Image.BICUBIC))
-        points = largest_face_landmarks(landmarker, image)
-        if points is not None:
-            openings[index] = mouth_opening(points)
+    if found.any():
+        openings[found] = mouth_opening(landmarks[found])
     return openings
 
 

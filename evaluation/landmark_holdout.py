@@ -24,7 +24,7 @@ from ..media.images import to_uint8
 from ..media.speaker import speaker_embedding
 from ..pipelines.landmark import masked_images
 from ..pipelines.settings import DEFAULT_SETTINGS
-from ..training.dataset import TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from .holdout import MAX_LAG_FRAMES, compare_frames
 from .metrics import best_lag, landmark_errors, loudness_per_frame
 

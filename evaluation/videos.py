@@ -28,7 +28,7 @@ import torch
 
 from ..errors import MetricWeightsError, TalkingHeadError
 from ..faces.align import STABLE_POINTS, apply_affine, crop_box_from_landmarks, crop_and_resize, fit_similarity
-from ..faces.landmarks import get_landmarker, largest_face_landmarks, mouth_opening
+from ..faces.landmarks import get_landmarker, landmarks_per_frame, mouth_opening
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.video import probe_video, read_video_frames
 from . import ALL_METRICS
@@ -40,7 +40,6 @@ MAX_SYNC_OFFSET = 15  # frames either way, as SyncNet's evaluation
 SYNCNET_FPS = 25.0
 LSE_CROP_SIZE = 224
 LSE_CROP_SCALE = 1.6  # face crop around the landmarks for SyncNet: the face, not the shoulders
-MIN_DETECTION_SIDE = 256  # smaller frames are enlarged to this before landmark detection
 ALIGNMENT_FRAMES = 25  # frames at the start of a pair of differently framed videos that align them
 
 
@@ -91,30 +90,13 @@ def _as_images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255
 
 
-def _landmarks_of(frames: np.ndarray, landmarker) -> np.ndarray:
-    """Landmarks [B,68,2] of the largest face per frame in its own pixels, NaN where there is none; frames smaller
-    than MIN_DETECTION_SIDE are enlarged for the detector."""
-    from PIL import Image
-
-    found = np.full((len(frames), 68, 2), np.nan, np.float32)
-    height, width = frames.shape[1:3]
-    factor = max(1, -(-MIN_DETECTION_SIDE // min(height, width)))
-    for index, frame in enumerate(frames):
-        if factor > 1:
-            frame = np.asarray(Image.fromarray(frame).resize((width * factor, height * factor), Image.BICUBIC))
-        points = largest_face_landmarks(landmarker, frame)
-        if points is not None:
-            found[index] = (points + 0.5) / factor - 0.5
-    return found
-
-
 def framing_alignment(generated_path: Path, real_path: Path, fps: float, landmarker) -> np.ndarray:
     """The 2x3 similarity that maps the real video's pixels onto the generated video's framing, fitted on the nose
     and eye corners of the faces in both over their first ALIGNMENT_FRAMES frames."""
     generated = next(read_video_frames(generated_path, batch=ALIGNMENT_FRAMES))
     real = next(read_video_frames(real_path, fps=fps, batch=ALIGNMENT_FRAMES))
     count = min(len(generated), len(real))
-    generated_points, real_points = _landmarks_of(generated[:count], landmarker), _landmarks_of(real[:count], landmarker)
+    generated_points, real_points = landmarks_per_frame(generated[:count], landmarker), landmarks_per_frame(real[:count], landmarker)
     both = ~(np.isnan(generated_points).any(axis=(1, 2)) | np.isnan(real_points).any(axis=(1, 2)))
     if not both.any():
         raise TalkingHeadError(f"{generated_path.name} and {real_path.name} are framed differently, and no face was "
@@ -144,7 +126,7 @@ class _PairMeasure:
         device = self.networks.device
         real_landmarks = None
         if self.metrics & {"landmarks", "sync", "lse"}:
-            real_landmarks = _landmarks_of(real, self.landmarker)
+            real_landmarks = landmarks_per_frame(real, self.landmarker)
         if self.alignment is not None:
             real = self._aligned(real, generated.shape[1:3])
             if real_landmarks is not None:
@@ -163,7 +145,7 @@ class _PairMeasure:
         self.previous = images[-1:], references[-1:]
         self._perceptual(images, references, images_chain, references_chain)
         if self.metrics & {"landmarks", "sync", "lse"}:
-            self.landmarks.append(_landmarks_of(generated, self.landmarker))
+            self.landmarks.append(landmarks_per_frame(generated, self.landmarker))
             self.real_landmarks.append(real_landmarks)
         if "lse" in self.metrics and self.networks.get("lse") is not None:
             self.face_crops.append(self._face_crops(generated, self.landmarks[-1]))

@@ -189,6 +189,24 @@ def largest_face_landmarks(landmarker, image: np.ndarray) -> np.ndarray | None:
     return landmarker.landmarks(image, boxes[0]) if boxes else None
 
 
+MIN_DETECTION_SIDE = 256  # smaller frames are enlarged to this before detection: dlib misses faces in small crops
+
+
+def landmarks_per_frame(frames: np.ndarray, landmarker) -> np.ndarray:
+    """Landmarks [N,68,2] of the largest face in each uint8 frame [N,H,W,3], in the frame's own pixels, NaN where
+    there is none; frames smaller than MIN_DETECTION_SIDE are enlarged (bicubic, a whole factor) for the detector."""
+    found = np.full((len(frames), 68, 2), np.nan, np.float32)
+    height, width = frames.shape[1:3]
+    factor = max(1, -(-MIN_DETECTION_SIDE // min(height, width)))
+    for index, frame in enumerate(frames):
+        if factor > 1:
+            frame = np.asarray(Image.fromarray(frame).resize((width * factor, height * factor), Image.BICUBIC))
+        points = largest_face_landmarks(landmarker, frame)
+        if points is not None:
+            found[index] = (points + 0.5) / factor - 0.5
+    return found
+
+
 def _largest_box(landmarker, image, what: str = "the image"):
     boxes = landmarker.detect(image)
     if not boxes:

@@ -18,7 +18,8 @@ from ..errors import ModelError
 from .tiny_autoencoder import TinyAutoencoder
 
 FrameAutoencoder = TinyAutoencoder | AutoencoderKL | VQModel
-AUTOENCODER_CLASSES = {cls.__name__: cls for cls in (TinyAutoencoder, AutoencoderKL, VQModel)}
+FRAME_AUTOENCODER_CLASSES = (TinyAutoencoder, AutoencoderKL, VQModel)
+AUTOENCODER_CLASSES = {cls.__name__: cls for cls in FRAME_AUTOENCODER_CLASSES}
 
 
 def autoencoder_class(folder: str | Path) -> type:

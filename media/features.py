@@ -1,6 +1,7 @@
 """Per-video-frame audio features: log-mel (no weights) or wav2vec2 / HuBERT hidden states."""
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -15,6 +16,8 @@ _SPEECH_MODELS = {
     "wav2vec2": ("Wav2Vec2Model", "facebook/wav2vec2-base-960h"),
     "hubert": ("HubertModel", "facebook/hubert-base-ls960"),
 }
+SPEECH_MODEL_KINDS = tuple(_SPEECH_MODELS)  # the feature kinds that come from a speech model
+SPEECH_MODEL_CLASSES = tuple(getattr(transformers, class_name) for class_name, _ in _SPEECH_MODELS.values())
 
 _MEL_BINS = 80
 _MEL_STEPS_PER_FRAME = 4  # mel vectors stacked per video frame, so the feature size does not depend on fps
@@ -25,27 +28,62 @@ _WINDOW_SECONDS = 20.0  # longest stretch of audio given to a speech model at on
 _CONTEXT_SECONDS = 1.0  # audio on each side of a window's kept part, so stitched windows match
 
 
+def speech_model_class(kind: str):
+    """The transformers class of a speech model feature kind ("wav2vec2": Wav2Vec2Model, "hubert": HubertModel)."""
+    if kind not in _SPEECH_MODELS:
+        raise ValueError(f"{kind!r} features come from no speech model; the speech models are {', '.join(_SPEECH_MODELS)}")
+    return getattr(transformers, _SPEECH_MODELS[kind][0])
+
+
+def load_speech_model(kind: str, name_or_path: str | os.PathLike, dtype: torch.dtype | None = None):
+    """A wav2vec 2.0 / HuBERT model from a Hub repo id or a folder (safetensors only), in eval mode.
+
+    Raises ModelError, saying how to get it, when it cannot be loaded.
+    """
+    try:
+        model = speech_model_class(kind).from_pretrained(name_or_path, use_safetensors=True,
+                                                         **({"dtype": dtype} if dtype is not None else {}))
+    except Exception as err:
+        raise ModelError(
+            f"Could not load the {kind} audio model {str(name_or_path)!r} ({type(err).__name__}: {err}). "
+            "Download it once with internet access or pass a local folder as model_name, "
+            'or use AudioFeatureExtractor(kind="logmel"), which needs no weights.'
+        ) from err
+    return model.eval()
+
+
+def speech_model_of(config) -> "transformers.PreTrainedModel | None":
+    """The speech model a Speech2Latent / A2L config's features come from (its `feature_kind` and
+    `feature_model_name`), to save with the pipeline; None for log-mel."""
+    if config.feature_kind not in _SPEECH_MODELS:
+        return None
+    return AudioFeatureExtractor(config.feature_kind, model_name=config.feature_model_name).speech_model
+
+
 class AudioFeatureExtractor:
     """Turns a 16 kHz waveform into one feature vector per video frame.
 
     kind "logmel": 80 normalised log-mel bins at 100 Hz, interpolated to 4 steps per video frame and
     stacked (320 values per frame). kind "wav2vec2" / "hubert": last hidden state of the pretrained
-    model (loaded on first use), interpolated to the video frame times. The model runs on `device`;
-    features come back on the CPU.
+    model, interpolated to the video frame times: `model`, when given (a pipeline's own `speech_model`
+    component), or `model_name` loaded on first use. The model runs on `device`; features come back on the CPU.
     """
 
-    def __init__(self, kind: str = "logmel", fps: float = 25.0, model_name: str | None = None, device="cpu"):
+    def __init__(self, kind: str = "logmel", fps: float = 25.0, model_name: str | None = None, device="cpu",
+                 model=None):
         if kind not in KINDS:
             raise ValueError(f"Unknown audio feature kind {kind!r}; choose one of {', '.join(KINDS)}")
-        if kind == "logmel" and model_name is not None:
-            raise ValueError("kind='logmel' uses no model; leave model_name as None")
+        if kind == "logmel" and (model_name is not None or model is not None):
+            raise ValueError("kind='logmel' uses no model; leave model_name and model as None")
+        if model is not None and not isinstance(model, speech_model_class(kind)):
+            raise ValueError(f"{kind} features need a {speech_model_class(kind).__name__}, not a {type(model).__name__}")
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.kind = kind
         self.fps = float(fps)
         self.model_name = _SPEECH_MODELS[kind][1] if kind != "logmel" and model_name is None else model_name
         self.device = torch.device(device)
-        self._model = None
+        self._model = None if model is None else model.to(self.device).eval()
         self._mel_filters = None
 
     @property
@@ -53,7 +91,16 @@ class AudioFeatureExtractor:
         """Size of each frame's feature vector (loads the speech model for kinds other than logmel)."""
         if self.kind == "logmel":
             return _MEL_BINS * _MEL_STEPS_PER_FRAME
-        return self._load_model().config.hidden_size
+        return self.speech_model.config.hidden_size
+
+    @property
+    def speech_model(self):
+        """The wav2vec 2.0 / HuBERT model (loaded on first use), to save as a pipeline's `speech_model` component."""
+        if self.kind == "logmel":
+            raise ValueError("log-mel features use no speech model")
+        if self._model is None:
+            self._model = load_speech_model(self.kind, self.model_name).to(self.device)
+        return self._model
 
     def __call__(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         """Features of a mono waveform: float32 tensor [num_frames, feature_dim].
@@ -114,7 +161,7 @@ class AudioFeatureExtractor:
         return steps.reshape(num_frames, _MEL_BINS * _MEL_STEPS_PER_FRAME)
 
     def _speech_model_features(self, samples: torch.Tensor, num_frames: int) -> torch.Tensor:
-        model = self._load_model()
+        model = self.speech_model
         strides, kernels = model.config.conv_stride, model.config.conv_kernel
         stride = math.prod(strides)
         receptive_field = 1 + sum((kernel - 1) * math.prod(strides[:i]) for i, kernel in enumerate(kernels))
@@ -139,21 +186,6 @@ class AudioFeatureExtractor:
         # Output frame m sees samples [m * stride, m * stride + receptive_field).
         positions = (_frame_times(num_frames, self.fps, 1) * SAMPLE_RATE - receptive_field / 2) / stride
         return _interpolate_rows(hidden_states, positions)
-
-    def _load_model(self):
-        if self._model is None:
-            class_name = _SPEECH_MODELS[self.kind][0]
-            try:
-                model = getattr(transformers, class_name).from_pretrained(self.model_name)
-            except Exception as err:
-                raise ModelError(
-                    f"Could not load the {self.kind} audio model {self.model_name!r} ({type(err).__name__}: {err}). "
-                    "Download it once with internet access or pass a local folder as model_name, "
-                    'or use AudioFeatureExtractor(kind="logmel"), which needs no weights.'
-                ) from err
-            self._model = model.to(self.device).eval()
-        return self._model
-
 
 def _frame_times(num_frames: int, fps: float, steps_per_frame: int) -> torch.Tensor:
     """Centre times in seconds of `steps_per_frame` equal parts of each video frame."""

@@ -14,6 +14,7 @@ from PIL import Image
 from ..errors import TalkingHeadError
 from ..hub_models.tiny_autoencoder import TinyAutoencoder
 from ..media.audio import load_audio, prepare_waveform
+from .hub import MODEL_INDEX, declared_component_classes, load_component, resolve_pipeline_folder
 from .model_card import write_model_card
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,46 @@ def read_json_record(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def speech_waveform(speech, sample_rate: int) -> np.ndarray:
+    """16 kHz mono float32 from an audio file, or from a waveform [S] / [C,S] (numpy or torch) at `sample_rate`."""
+    if isinstance(speech, (str, os.PathLike)):
+        return load_audio(speech)
+    return prepare_waveform(torch.as_tensor(speech).detach().cpu().numpy(), sample_rate)
+
+
 class TalkingHeadPipeline(DiffusionPipeline):
     """A diffusers pipeline that carries how it was trained (`training.json`) and says when it was not."""
 
     training_record: dict | None = None
+    _component_classes: dict[str, tuple[type, ...]] = {}  # the classes each component may be, by name
+    _float32_components: tuple[str, ...] = ()  # loaded in float32 whatever `torch_dtype` asks
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
+                        **download_kwargs):
+        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub).
+
+        Each component loads with the class its model_index.json names, among those this pipeline takes, and the
+        pipeline's own settings come from the same file. (diffusers' `DiffusionPipeline.from_pretrained` imports a
+        component's module by the name saved there, which fails in ComfyUI: it imports the pack under its folder's
+        path.) Weights stored in half precision are cast to `torch_dtype` (float32 by default, for CPUs). Raises
+        ModelError, naming the component, for a folder that does not fit.
+        """
+        folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
+        classes = declared_component_classes(folder, cls._component_classes, cls._optional_components)
+        components = {name: None if model_class is None else load_component(
+                          model_class, folder, name, torch.float32 if name in cls._float32_components else torch_dtype)
+                      for name, model_class in classes.items()}
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        settings = {key: value for key, value in index.items() if not key.startswith("_") and key not in classes}
+        pipeline = cls(**components, **settings)
+        pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))
+        pipeline._read_training_record(folder)
+        pipeline._check_components_fit()
+        return pipeline.eval_mode()
+
+    def _check_components_fit(self) -> None:
+        """Raise ModelError when the loaded components do not work together."""
 
     def _read_training_record(self, folder: Path) -> None:
         self.training_record = read_json_record(folder / TRAINING_RECORD)
@@ -76,13 +113,6 @@ class TalkingHeadPipeline(DiffusionPipeline):
         if not self.is_trained:
             logger.warning("model %s has no training record: it is untrained or its provenance is unknown",
                            self.config.get("_name_or_path"))
-
-    @staticmethod
-    def _speech_waveform(speech, sample_rate: int) -> np.ndarray:
-        """16 kHz mono float32 from an audio file, or from a waveform [S] / [C,S] (numpy or torch) at `sample_rate`."""
-        if isinstance(speech, (str, os.PathLike)):
-            return load_audio(speech)
-        return prepare_waveform(torch.as_tensor(speech).detach().cpu().numpy(), sample_rate)
 
     @staticmethod
     def frames_as(frames: np.ndarray, output_type: str):

@@ -6,7 +6,6 @@ batch (`decode_latents`), so a video job (`talking_head.jobs`) streams them to t
 with the length of the audio.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -14,18 +13,19 @@ import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 from diffusers.utils import BaseOutput
+from transformers import PreTrainedModel
 
 from ..errors import ModelError, TalkingHeadError
 from ..faces.tracking import ping_pong
-from ..hub_models.autoencoders import FrameAutoencoder, decode_latents, encode_latents
+from ..hub_models.autoencoders import FRAME_AUTOENCODER_CLASSES, FrameAutoencoder, decode_latents, encode_latents
 from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
-from ..media.audio import SAMPLE_RATE, load_audio
-from ..media.features import AudioFeatureExtractor
+from ..media.audio import SAMPLE_RATE
+from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor
 from ..media.images import to_uint8
-from .base import TalkingHeadPipeline, public_model_name
-from .hub import declared_components, load_autoencoder_component, load_component, resolve_pipeline_folder
+from .base import TalkingHeadPipeline, speech_waveform
+from .hub import check_speech_model_fits
 from .sampling import denoise, make_scheduler
 from .settings import DEFAULT_SETTINGS, PAPER_SETTINGS, SamplingSettings
 
@@ -45,41 +45,23 @@ class DAETalkerPipeline(TalkingHeadPipeline):
     """Speech-driven talking-head video for one person, after DAE-Talker (Du et al., 2023).
 
     Components: `unet` (DAEUNet decoder), `semantic_encoder` (frames to z_sem), `scheduler`, and
-    optionally `vae` (the frame autoencoder when the decoder works in its latent space) and
-    `speech2latent` (speech features to z_sem; absent in a pipeline that holds only a trained DAE).
+    optionally `vae` (the frame autoencoder when the decoder works in its latent space), `speech2latent`
+    (speech features to z_sem; absent in a pipeline that holds only a trained DAE) and `speech_model` (the
+    wav2vec 2.0 / HuBERT network of speech2latent's features; none for log-mel).
     """
 
-    _optional_components = ["vae", "speech2latent"]
+    _optional_components = ["vae", "speech2latent", "speech_model"]
+    _component_classes = {"unet": (DAEUNet,), "semantic_encoder": (SemanticEncoder,), "scheduler": (DDIMScheduler,),
+                          "vae": FRAME_AUTOENCODER_CLASSES, "speech2latent": (Speech2Latent,),
+                          "speech_model": SPEECH_MODEL_CLASSES}
 
     def __init__(self, unet: DAEUNet, semantic_encoder: SemanticEncoder, scheduler: DDIMScheduler,
-                 vae: FrameAutoencoder | None = None, speech2latent: Speech2Latent | None = None):
+                 vae: FrameAutoencoder | None = None, speech2latent: Speech2Latent | None = None,
+                 speech_model: PreTrainedModel | None = None):
         super().__init__()
         self.register_modules(unet=unet, semantic_encoder=semantic_encoder, scheduler=scheduler, vae=vae,
-                              speech2latent=speech2latent)
+                              speech2latent=speech2latent, speech_model=speech_model)
         self._feature_extractor: AudioFeatureExtractor | None = None
-
-    # -- loading ----------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
-                        **download_kwargs) -> "DAETalkerPipeline":
-        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub).
-
-        Weights stored in half precision are cast to `torch_dtype` (float32 by default, for CPUs).
-        """
-        folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
-        declared = declared_components(folder)
-        pipeline = cls(
-            unet=load_component(DAEUNet, folder, "unet", torch_dtype=torch_dtype),
-            semantic_encoder=load_component(SemanticEncoder, folder, "semantic_encoder", torch_dtype=torch_dtype),
-            scheduler=load_component(DDIMScheduler, folder, "scheduler"),
-            vae=load_autoencoder_component(folder, required="vae" in declared, torch_dtype=torch_dtype),
-            speech2latent=load_component(Speech2Latent, folder, "speech2latent", required="speech2latent" in declared,
-                                         torch_dtype=torch_dtype),
-        )
-        pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))
-        pipeline._read_training_record(folder)
-        pipeline._check_components_fit()
-        return pipeline.eval_mode()
 
     def _check_components_fit(self) -> None:
         semantic_dim = self.unet.config.semantic_dim
@@ -87,6 +69,8 @@ class DAETalkerPipeline(TalkingHeadPipeline):
             raise ModelError(f"semantic encoder gives {self.semantic_encoder.config.out_dim}-d latents but the decoder expects {semantic_dim}")
         if self.speech2latent is not None and self.speech2latent.config.semantic_dim != semantic_dim:
             raise ModelError(f"speech2latent gives {self.speech2latent.config.semantic_dim}-d latents but the decoder expects {semantic_dim}")
+        if self.speech2latent is not None:
+            check_speech_model_fits(self.speech_model, self.speech2latent.config.feature_kind, "speech2latent")
         expected_channels = self.vae.config.latent_channels if self.vae is not None else 3
         if self.unet.config.in_channels != expected_channels:
             raise ModelError(f"the decoder takes {self.unet.config.in_channels} channels but its {'latent' if self.vae else 'image'} space has {expected_channels}")
@@ -113,13 +97,14 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         if self._feature_extractor is None:
             config = self.require_speech2latent().config
             self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
-                                                            model_name=config.feature_model_name, device=self.device)
+                                                            model_name=config.feature_model_name, device=self.device,
+                                                            model=self.speech_model)
         return self._feature_extractor
 
-    def encode_audio(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-        """Speech features per video frame [T,F] from an audio file or a mono waveform."""
-        waveform = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
-        return self.feature_extractor(waveform, sample_rate)
+    def encode_audio(self, audio, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+        """Speech features per video frame [T,F] from an audio file, or a waveform [S] / [C,S] (numpy or torch)
+        at `sample_rate`."""
+        return self.feature_extractor(speech_waveform(audio, sample_rate), SAMPLE_RATE)
 
     # -- stage 2: pose and latents ----------------------------------------------------------------
     @torch.no_grad()
@@ -239,7 +224,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         `callback(done, total)` follows the frames."""
         SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         self.warn_if_untrained()
-        features = self.encode_audio(self._speech_waveform(speech, sample_rate))
+        features = self.encode_audio(speech, sample_rate)
         pose = self.predict_pose(features) if pose is None else pose
         latents = self.speech_to_latents(features, pose)
         batches = self.decode_latents(latents, self.initial_noise(seed), num_inference_steps, sampler, batch_size,

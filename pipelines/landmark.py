@@ -10,7 +10,6 @@ lower face is pasted back into the full portrait with a soft mask, so the video 
 background and sharpness. Frames are made batch by batch and streamed to the file.
 """
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.utils import BaseOutput
+from transformers import PreTrainedModel
 
 from ..errors import ModelError, TalkingHeadError
 from ..faces.align import (
@@ -39,6 +39,7 @@ from ..faces.render import lower_face_mask, render_landmarks
 from ..faces.tracking import ping_pong, track_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.autoencoders import (
+    FRAME_AUTOENCODER_CLASSES,
     FrameAutoencoder,
     decode_latents,
     downsampling_factor,
@@ -46,18 +47,12 @@ from ..hub_models.autoencoders import (
 )
 from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..hub_models.speaker_encoder import SpeakerEncoder
-from ..media.audio import SAMPLE_RATE, load_audio
-from ..media.features import AudioFeatureExtractor
+from ..media.audio import SAMPLE_RATE
+from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor
 from ..media.images import to_model_range, to_uint8
 from ..media.speaker import speaker_embedding
-from .base import TalkingHeadPipeline, public_model_name
-from .hub import (
-    MODEL_INDEX,
-    declared_components,
-    load_autoencoder_component,
-    load_component,
-    resolve_pipeline_folder,
-)
+from .base import TalkingHeadPipeline, speech_waveform
+from .hub import check_speech_model_fits
 from .sampling import denoise, make_scheduler
 from .settings import DEFAULT_SETTINGS, SamplingSettings
 
@@ -72,48 +67,28 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     Components: `vae` (the frame autoencoder: TinyAutoencoder, AutoencoderKL or VQModel, see
     `hub_models.autoencoders`), `unet` (UNet2DConditionModel over the
     noisy latent and the three condition latents), `landmark_encoder` (coordinates to cross-attention
-    tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline) and
-    `speaker_encoder` (the GE2E voice embedding A2L hears; without it, the bundled one).
+    tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline),
+    `speaker_encoder` (the GE2E voice embedding A2L hears; without it, the bundled one) and `speech_model`
+    (the wav2vec 2.0 / HuBERT network of A2L's features; none for log-mel).
     `crop_scale` is the face crop size the models were trained on (see `crop_box_from_landmarks`).
     """
 
-    _optional_components = ["a2l", "speaker_encoder"]  # noqa: RUF012 (diffusers reads this class attribute)
+    _optional_components = ["a2l", "speaker_encoder", "speech_model"]  # noqa: RUF012 (diffusers reads it)
+    _component_classes = {"vae": FRAME_AUTOENCODER_CLASSES, "unet": (UNet2DConditionModel,),  # noqa: RUF012
+                          "landmark_encoder": (LandmarkEncoder,), "scheduler": (DDIMScheduler,), "a2l": (AudioToLandmarks,),
+                          "speaker_encoder": (SpeakerEncoder,), "speech_model": SPEECH_MODEL_CLASSES}
+    _float32_components = ("speaker_encoder",)  # small and run once per audio; bfloat16 moves its embeddings
 
     def __init__(self, vae: FrameAutoencoder, unet: UNet2DConditionModel, landmark_encoder: LandmarkEncoder,
                  scheduler: DDIMScheduler, a2l: AudioToLandmarks | None = None,
-                 speaker_encoder: SpeakerEncoder | None = None, crop_scale: float = 2.0):
+                 speaker_encoder: SpeakerEncoder | None = None, speech_model: PreTrainedModel | None = None,
+                 crop_scale: float = 2.0):
         super().__init__()
         self.register_modules(vae=vae, unet=unet, landmark_encoder=landmark_encoder, scheduler=scheduler, a2l=a2l,
-                              speaker_encoder=speaker_encoder)
+                              speaker_encoder=speaker_encoder, speech_model=speech_model)
         self.register_to_config(crop_scale=crop_scale)
         self._feature_extractor: AudioFeatureExtractor | None = None
         self._check_components_fit()
-
-    # -- loading ----------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, torch_dtype: torch.dtype = torch.float32,
-                        **download_kwargs) -> "LandmarkDiffusionPipeline":
-        """Load from a local pipeline folder or a Hub repo id (downloaded through huggingface_hub).
-
-        The speaker encoder, small and run once per audio, always loads in float32 (bfloat16 moves its embeddings).
-        """
-        folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
-        index = json.loads((folder / MODEL_INDEX).read_text())
-        pipeline = cls(
-            vae=load_autoencoder_component(folder, torch_dtype=torch_dtype),
-            unet=load_component(UNet2DConditionModel, folder, "unet", torch_dtype=torch_dtype),
-            landmark_encoder=load_component(LandmarkEncoder, folder, "landmark_encoder", torch_dtype=torch_dtype),
-            scheduler=load_component(DDIMScheduler, folder, "scheduler"),
-            a2l=load_component(AudioToLandmarks, folder, "a2l", required="a2l" in declared_components(folder),
-                               torch_dtype=torch_dtype),
-            speaker_encoder=load_component(SpeakerEncoder, folder, "speaker_encoder",
-                                           required="speaker_encoder" in declared_components(folder),
-                                           torch_dtype=torch.float32),
-            crop_scale=float(index.get("crop_scale", 2.0)),
-        )
-        pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))
-        pipeline._read_training_record(folder)
-        return pipeline.eval_mode()
 
     def _check_components_fit(self) -> None:
         latent_channels = self.vae.config.latent_channels
@@ -124,6 +99,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         if self.unet.config.cross_attention_dim != self.landmark_encoder.config.output_dim:
             raise ModelError(f"the landmark encoder gives {self.landmark_encoder.config.output_dim}-d tokens but the "
                              f"UNet cross-attends to {self.unet.config.cross_attention_dim}-d ones")
+        if self.a2l is not None:
+            check_speech_model_fits(self.speech_model, self.a2l.config.feature_kind, "A2L")
         if self.a2l is not None and self.speaker_encoder is not None \
                 and self.speaker_encoder.config.embedding_size != self.a2l.config.speaker_dim:
             raise ModelError(f"the speaker encoder gives {self.speaker_encoder.config.embedding_size}-d voice "
@@ -159,14 +136,16 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         if self._feature_extractor is None:
             config = self.require_a2l().config
             self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
-                                                            model_name=config.feature_model_name, device=self.device)
+                                                            model_name=config.feature_model_name, device=self.device,
+                                                            model=self.speech_model)
         return self._feature_extractor
 
-    def encode_audio(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = SAMPLE_RATE):
-        """Speech features per video frame [T,F] and the voice embedding [256] of an audio file or waveform."""
-        waveform = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
-        features = self.feature_extractor(waveform, sample_rate)
-        return features, torch.from_numpy(speaker_embedding(waveform, sample_rate, encoder=self.speaker_encoder))
+    def encode_audio(self, audio, sample_rate: int = SAMPLE_RATE):
+        """Speech features per video frame [T,F] and the voice embedding [256] of an audio file, or of a waveform
+        [S] / [C,S] (numpy or torch) at `sample_rate`."""
+        waveform = speech_waveform(audio, sample_rate)
+        features = self.feature_extractor(waveform, SAMPLE_RATE)
+        return features, torch.from_numpy(speaker_embedding(waveform, SAMPLE_RATE, encoder=self.speaker_encoder))
 
     @torch.no_grad()
     def audio_to_landmarks(self, features: torch.Tensor, speaker: torch.Tensor, face_landmarks) -> np.ndarray:
@@ -303,7 +282,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         self.warn_if_untrained()
         face_found = self.find_face(image, face)
-        features, speaker = self.encode_audio(self._speech_waveform(speech, sample_rate))
+        features, speaker = self.encode_audio(speech, sample_rate)
         landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks)
         transforms = self.still_head(len(landmarks)) if head_motion is None else head_motion
         landmarks = self.move_head(landmarks, transforms)

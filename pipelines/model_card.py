@@ -16,8 +16,9 @@ def write_model_card(folder: Path, pipeline_class: str, training_record: dict | 
     """Write `folder/README.md`: Hub metadata, training data, configuration, measured quality, responsible use.
 
     The record's optional "card" entry gives the title, licence, data description and free text; its optional
-    "previous" entry (the title and evaluation of the version this one replaces) adds a table of both versions'
-    figures. `licences` gives, by component, the licence text of weights that come from elsewhere.
+    "previous" entry (the title and evaluation of the version this one replaces, and optionally the footage it
+    was measured on) adds a table of both versions' figures. `licences` gives, by component, the licence text of
+    weights that come from elsewhere.
     """
     record = dict(training_record or {})
     card = record.pop("card", {})
@@ -52,7 +53,8 @@ def _comparison(previous: dict, evaluation: dict) -> list[str]:
     """Markdown lines: the figures both evaluations report, the previous version's beside this one's."""
     before, now = previous["evaluation"].get("mean", {}), evaluation.get("mean", {})
     lines = ["## Against the previous version",
-             f"The version this one replaces, {previous['title']}, measured on the same held-back footage "
+             f"The version this one replaces, {previous['title']}, measured on "
+             f"{previous.get('footage', 'the same held-back footage')} "
              f"(previous settings: {json.dumps(previous['evaluation'].get('settings', {}))}).", "",
              "| figure | previous | this version |", "|---|---|---|"]
     lines += [f"| {name} | {_figure(before[name])} | {_figure(value)} |" for name, value in now.items() if name in before]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# DAE-Talker on GRID speaker s1 (CC BY 4.0) at 128x128 in the pretrained TAEF2 latent, with the training-only mouth
-# head: every step of the run measured in the README, with the project's own commands. Each training step resumes
-# from its checkpoint when run again. Needs ../shared/media and ../shared/weights/taef2.
+# How the bundled DAE-Talker (pretrained/dae-talker-grid-s1) was made: GRID speaker s1 (CC BY 4.0) at 128x128 in the
+# pretrained TAEF2 latent, with the training-only mouth head; every step, with the project's own commands. Each
+# training step resumes from its checkpoint when run again (the DAE ran in two sessions, 91 and 93 minutes, on one
+# core each). Needs ../shared/media and ../shared/weights/taef2.
 set -euo pipefail
 MEDIA=${MEDIA:-../shared/media}
 WEIGHTS=${WEIGHTS:-../shared/weights}
@@ -25,8 +26,9 @@ talking-head prepare --video $(videos "$WORK/measured.txt") --out "$WORK/heldout
 talking-head prepare --video $(videos "$WORK/train.txt") --out "$WORK/train" --resolution 128 --crop-scale 2.0 \
     --val-fraction 0.1 --overwrite
 talking-head train dae --data "$WORK/train" --out "$WORK/dae" --autoencoder "$WORK/taef2" --resolution 128 \
-    --mouth-head-weight 0.5 --lr 3e-4 --max-minutes 91 --validate-every 200 --sample-every 400
+    --mouth-head-weight 0.5 --lr 3e-4 --max-minutes 184 --validate-every 200 --sample-every 400
 talking-head train speech2latent --data "$WORK/train" --out "$WORK/s2l" --dae "$WORK/dae/model" --preset small \
-    --lr 3e-4 --max-minutes 10 --validate-every 100 --sample-every 500
+    --lr 3e-4 --max-minutes 15 --validate-every 100 --sample-every 500
 talking-head evaluate --data "$WORK/heldout" --model "$WORK/s2l/model" --steps 10 --sampler dpm++ --with-ceiling \
     -o "$WORK/evaluation.json"
+python scripts/bundle_model.py dae "$WORK/s2l/model" "$WORK/evaluation.json" pretrained/dae-talker-grid-s1 -

@@ -131,14 +131,44 @@ def test_importing_the_pack_and_listing_its_inputs_downloads_nothing(tmp_path):
     assert result.stdout.strip() == str(len(RELEASED_NODE_IDS))
 
 
+def test_imported_as_comfyui_does_under_its_folder_path_the_loaders_load_both_bundled_models(tmp_path):
+    """ComfyUI imports a custom node folder as a module named by its path, and the pack is not installed there:
+    nothing may import `talking_head` by name (diffusers' own loader would, for every component)."""
+    script = f"""
+import importlib.abc, importlib.util, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "talking_head" or name.startswith("talking_head."):
+            raise ImportError("the pack is not installed as talking_head in ComfyUI")
+
+sys.meta_path.insert(0, NotInstalled())
+folder = {str(REPOSITORY)!r}
+spec = importlib.util.spec_from_file_location(folder, folder + "/__init__.py")
+pack = importlib.util.module_from_spec(spec)
+sys.modules[folder] = pack
+spec.loader.exec_module(pack)
+for loader, choice in (("TalkingHeadLoadDAETalker", "bundled/dae-talker-grid-s1"),
+                       ("TalkingHeadLoadLandmarkDiffusion", "bundled/landmark-diffusion")):
+    pipeline = pack.NODE_CLASS_MAPPINGS[loader]().load(choice)[0]
+    print(type(pipeline).__name__, pipeline.image_size, pipeline.is_trained)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path),
+                                 "PYTHONPATH": ":".join(sys.path)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["DAETalkerPipeline 128 True", "LandmarkDiffusionPipeline 128 True"]
+    assert "accelerate" not in result.stderr
+
+
 # -- loaders ----------------------------------------------------------------------------------------------------------
 def test_loaders_offer_the_bundled_model_first_and_only_folders_of_their_kind(models_dir):
     dae_choices = model_choices(DAETalkerPipeline)
     landmark_choices = model_choices(LandmarkDiffusionPipeline)
-    assert dae_choices == ["bundled/dae-talker-obama", "tiny-dae"]
+    assert dae_choices == ["bundled/dae-talker-grid-s1", "tiny-dae"]
     assert landmark_choices == ["bundled/landmark-diffusion", "tiny-landmark"]
     required = NODE_CLASS_MAPPINGS["TalkingHeadLoadDAETalker"].INPUT_TYPES()["required"]
-    assert required["model"][1]["default"] == "bundled/dae-talker-obama"
+    assert required["model"][1]["default"] == "bundled/dae-talker-grid-s1"
 
 
 def test_a_loader_downloads_a_hub_repo_into_the_models_folder_when_it_runs(local_hub, models_dir):

@@ -18,7 +18,7 @@ from talking_head.media.audio import SAMPLE_RATE
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from audio_files import write_wav
-from tiny_models import LOGMEL_DIM, tiny_dae_pipeline
+from tiny_models import LOGMEL_DIM, save_tiny_wav2vec2, tiny_dae_pipeline
 
 EXAMPLE_SPEECH = Path(__file__).resolve().parents[1] / "assets" / "jfk.flac"
 
@@ -233,10 +233,27 @@ def test_components_that_do_not_fit_together_are_refused(tmp_path):
         DAETalkerPipeline.from_pretrained(tmp_path)
 
 
-def test_corrupt_weights_name_the_component(tmp_path):
+def test_corrupt_weights_or_a_config_that_does_not_fit_them_name_the_component(tmp_path):
+    tiny_dae_pipeline().save_pretrained(tmp_path / "corrupt")
+    (tmp_path / "corrupt" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="the 'unet' folder of .*corrupt does not fit DAEUNet"):
+        DAETalkerPipeline.from_pretrained(tmp_path / "corrupt")
+    tiny_dae_pipeline().save_pretrained(tmp_path / "resized")
+    config_path = tmp_path / "resized" / "semantic_encoder" / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "out_dim": 7}))
+    with pytest.raises(ModelError, match="the 'semantic_encoder' folder of .*resized does not fit SemanticEncoder: .*shape"):
+        DAETalkerPipeline.from_pretrained(tmp_path / "resized")
+
+
+def test_a_folder_declaring_a_class_the_pipeline_does_not_take_is_refused_before_anything_is_imported(tmp_path):
     tiny_dae_pipeline().save_pretrained(tmp_path)
-    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(ModelError, match="unet"):
+    index_path = tmp_path / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({**index, "unet": ["os", "system"]}))
+    with pytest.raises(ModelError, match="declares its unet as os.system; this pipeline takes DAEUNet"):
+        DAETalkerPipeline.from_pretrained(tmp_path)
+    index_path.write_text(json.dumps({**index, "extra": ["diffusers", "UNet2DModel"]}))
+    with pytest.raises(ModelError, match="components this pipeline does not have: extra"):
         DAETalkerPipeline.from_pretrained(tmp_path)
 
 
@@ -256,10 +273,65 @@ def test_a_model_card_puts_the_replaced_versions_figures_beside_its_own(tmp_path
     }
     pipeline.save_pretrained(tmp_path)
     card = (tmp_path / "README.md").read_text()
-    assert "Version one" in card
+    assert "Version one, measured on the same held-back footage" in card
     assert "| psnr | 24.400 | 26.500 |" in card and "| mouth_correlation | 0.250 | 0.610 |" in card
     assert "| new_figure" not in card  # only the figures both versions report
     assert "## Training: previous" not in card
+
+    pipeline.training_record["previous"]["footage"] = "another person's held-back footage"
+    pipeline.save_pretrained(tmp_path)
+    assert "Version one, measured on another person's held-back footage" in (tmp_path / "README.md").read_text()
+
+
+def wav2vec2_dae_pipeline(model_folder: Path) -> DAETalkerPipeline:
+    """A tiny DAE-Talker whose speech2latent hears a tiny wav2vec 2.0, carried as its `speech_model` component."""
+    from talking_head.hub_models.presets import SPEECH2LATENT_PRESETS
+    from talking_head.hub_models.speech2latent import Speech2Latent
+    from talking_head.media.features import load_speech_model
+
+    pipeline = tiny_dae_pipeline()
+    speech2latent = Speech2Latent(**SPEECH2LATENT_PRESETS["tiny"], feature_dim=32, semantic_dim=16,
+                                  feature_kind="wav2vec2", feature_model_name=str(model_folder))
+    pipeline.register_modules(speech2latent=speech2latent.eval(),
+                              speech_model=load_speech_model("wav2vec2", save_tiny_wav2vec2(model_folder)))
+    return pipeline
+
+
+def test_the_speech_model_is_a_component_saved_in_the_folder_and_loaded_from_it(tmp_path, monkeypatch):
+    pipeline = wav2vec2_dae_pipeline(tmp_path / "wav2vec2")
+    speech = np.sin(np.linspace(0, 400 * np.pi, SAMPLE_RATE)).astype(np.float32) * 0.3
+    features = pipeline.encode_audio(speech)
+    pipeline.save_pretrained(tmp_path / "saved")
+    shutil.rmtree(tmp_path / "wav2vec2")  # the model it was trained with is gone: the folder must bring its own
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    loaded = DAETalkerPipeline.from_pretrained(tmp_path / "saved")
+
+    index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
+    assert index["speech_model"] == ["transformers", "Wav2Vec2Model"]
+    assert (tmp_path / "saved" / "speech_model" / "model.safetensors").is_file()
+    assert loaded.feature_extractor.speech_model is loaded.speech_model
+    torch.testing.assert_close(loaded.encode_audio(speech), features)
+    loaded.to(torch.float64)  # .to() moves it with the other components
+    assert loaded.speech_model.dtype == torch.float64 and loaded.unet.dtype == torch.float64
+
+
+def test_a_speech_model_that_does_not_fit_the_features_is_refused(tmp_path):
+    pipeline = wav2vec2_dae_pipeline(tmp_path / "wav2vec2")
+    pipeline.save_pretrained(tmp_path / "saved")
+    index_path = tmp_path / "saved" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({**index, "speech_model": ["transformers", "HubertModel"]}))
+    with pytest.raises(ModelError, match="wav2vec2 features, which come from a Wav2Vec2Model, not the pipeline's HubertModel"):
+        DAETalkerPipeline.from_pretrained(tmp_path / "saved")
+    index_path.write_text(json.dumps({**index, "speech_model": ["transformers", "BertModel"]}))
+    with pytest.raises(ModelError, match="declares its speech_model as transformers.BertModel; this pipeline takes Wav2Vec2Model or HubertModel"):
+        DAETalkerPipeline.from_pretrained(tmp_path / "saved")
+    logmel = tiny_dae_pipeline()
+    logmel.register_modules(speech_model=pipeline.speech_model)
+    logmel.save_pretrained(tmp_path / "logmel")
+    with pytest.raises(ModelError, match="hears logmel features, which need none"):
+        DAETalkerPipeline.from_pretrained(tmp_path / "logmel")
 
 
 def test_half_precision_weights_load_as_float32_for_cpus(tmp_path):

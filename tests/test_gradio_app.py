@@ -170,8 +170,8 @@ def test_the_page_renders_its_main_controls_in_headless_chromium(server, tmp_pat
 
 def test_in_public_mode_the_model_box_takes_bundled_names_and_hub_repo_ids_only(tmp_path):
     public, local = runner.Limits(public=True), runner.Limits(public=False)
-    bundled = runner.model_source("dae-talker-obama", runner.BUNDLED_DAE, public)
-    assert Path(bundled) == PRETRAINED / "dae-talker-obama"
+    bundled = runner.model_source("dae-talker-grid-s1", runner.BUNDLED_DAE, public)
+    assert Path(bundled) == PRETRAINED / "dae-talker-grid-s1"
     assert runner.model_source("", runner.BUNDLED_LANDMARK, public) == str(PRETRAINED / "landmark-diffusion")
     assert runner.model_source(" org/talker-v2 ", runner.BUNDLED_DAE, public) == "org/talker-v2"
     for server_path in ("/etc", "~/models", "../pretrained/x", "org/../../etc", str(tmp_path), "a/b/c"):

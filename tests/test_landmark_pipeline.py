@@ -20,7 +20,7 @@ from talking_head.faces.render import _PART_STYLE, lower_face_mask, render_landm
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
-from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
+from tiny_models import save_tiny_wav2vec2, tiny_dae_pipeline, tiny_landmark_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets"
 PORTRAIT = EXAMPLES / "astronaut.jpg"  # NASA portrait of Eileen Collins, public domain
@@ -252,6 +252,27 @@ def test_an_l2v_only_pipeline_says_a2l_is_missing(tiny, tmp_path, two_seconds_of
     with pytest.raises(ModelError, match="train a2l"):
         jobs.run(jobs.landmark_video(l2v_only, two_seconds_of_speech, PORTRAIT, tmp_path / "talk.mp4"))
     assert not (tmp_path / "talk.mp4").exists()
+
+
+def test_a_wav2vec2_a2l_brings_its_speech_model_in_the_folder(tiny, tmp_path, two_seconds_of_speech):
+    from talking_head.hub_models.a2l import AudioToLandmarks
+    from talking_head.hub_models.presets import A2L_PRESETS
+    from talking_head.media.features import load_speech_model
+
+    a2l = AudioToLandmarks(**A2L_PRESETS["tiny"], feature_dim=32, feature_kind="wav2vec2",
+                           feature_model_name=str(tmp_path / "wav2vec2"))
+    speech_model = load_speech_model("wav2vec2", save_tiny_wav2vec2(tmp_path / "wav2vec2"))
+    pipeline = LandmarkDiffusionPipeline(vae=tiny.vae, unet=tiny.unet, landmark_encoder=tiny.landmark_encoder,
+                                         scheduler=tiny.scheduler, a2l=a2l.eval(), speech_model=speech_model)
+    features, _ = pipeline.encode_audio(two_seconds_of_speech)
+    pipeline.save_pretrained(tmp_path / "saved")
+    (tmp_path / "wav2vec2" / "model.safetensors").unlink()  # only the pipeline folder's own copy is left
+
+    loaded = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "saved")
+    torch.testing.assert_close(loaded.encode_audio(two_seconds_of_speech)[0], features)
+    with pytest.raises(ModelError, match="its A2L hears logmel features, which need none"):
+        LandmarkDiffusionPipeline(vae=tiny.vae, unet=tiny.unet, landmark_encoder=tiny.landmark_encoder,
+                                  scheduler=tiny.scheduler, a2l=tiny.a2l, speech_model=speech_model)
 
 
 def test_mismatched_components_are_refused(tiny):

@@ -15,10 +15,10 @@ from talking_head.errors import TalkingHeadError
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from talking_head.training.a2l_task import A2LTask
 from talking_head.training.autoencoder_task import AutoencoderTask
-from talking_head.training.dataset import TalkingHeadDataset
+from talking_head.data.dataset import TalkingHeadDataset
 from talking_head.training.l2v_task import L2VTask
 from talking_head.training.loop import LOG_FILE, TrainConfig, Trainer
-from talking_head.training.prepare import prepare_dataset
+from talking_head.data.prepare import prepare_dataset
 from test_training import ffmpeg
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"

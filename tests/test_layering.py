@@ -1,6 +1,6 @@
-"""Import arrows point down: the engine (models, media, faces, pipelines) imports nothing from the video jobs, the
-front ends (command line, ComfyUI nodes, Gradio demo), training or evaluation, so each can be used and changed on its
-own."""
+"""Import arrows point down: the engine (models, media, faces, pipelines, prepared datasets) imports nothing from the
+video jobs, the front ends (command line, ComfyUI nodes, Gradio demo), training or evaluation, and evaluation nothing
+from training, so each can be used and changed on its own."""
 
 import ast
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1]
-ENGINE = ("hub_models", "media", "faces", "pipelines", "convert")
+ENGINE = ("hub_models", "media", "faces", "pipelines", "convert", "data")
 ABOVE_THE_ENGINE = ("cli", "nodes", "gradio_app", "training", "evaluation", "app", "jobs")
 
 
@@ -35,5 +35,11 @@ def test_the_engine_imports_nothing_from_above_it(package):
         assert not reached, f"{source.relative_to(PACKAGE)} imports {sorted(reached)}"
 
 
+def test_evaluation_imports_nothing_from_training_which_uses_its_metrics():
+    for source in sorted((PACKAGE / "evaluation").glob("*.py")):
+        reached = imported_packages(source) & {"training", "jobs", "cli", "nodes", "gradio_app", "app"}
+        assert not reached, f"{source.relative_to(PACKAGE)} imports {sorted(reached)}"
+
+
 def test_the_check_sees_relative_imports():
-    assert {"faces", "training"} <= imported_packages(PACKAGE / "evaluation" / "holdout.py")
+    assert {"faces", "data"} <= imported_packages(PACKAGE / "evaluation" / "holdout.py")

@@ -14,6 +14,7 @@ from talking_head.media.audio import SAMPLE_RATE, load_audio, num_video_frames, 
 from talking_head.media.features import AudioFeatureExtractor
 from talking_head.media.video import VideoWriter, probe_video, read_metadata, read_video_frames
 from audio_files import write_wav
+from tiny_models import save_tiny_wav2vec2
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared/media"
 
@@ -39,27 +40,6 @@ def tone(seconds: float, frequency: float = 440.0, amplitude: float = 0.5, sampl
 def dominant_frequency(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     spectrum = np.abs(np.fft.rfft(waveform))
     return float(np.fft.rfftfreq(waveform.size, 1 / sample_rate)[spectrum.argmax()])
-
-
-def save_tiny_wav2vec2(folder: Path, **overrides) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    torch.manual_seed(0)
-    settings = dict(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        conv_dim=(32, 32),
-        conv_kernel=(20, 16),
-        conv_stride=(20, 16),  # 320 samples per output frame: 50 Hz like the real models
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        vocab_size=12,
-    )
-    settings.update(overrides)
-    Wav2Vec2Model(Wav2Vec2Config(**settings)).save_pretrained(folder)
-    return folder
 
 
 # ----- audio decoding
@@ -406,13 +386,25 @@ def test_audio_file_is_not_a_video(tmp_path):
         read_metadata(path)
 
 
+def test_a_model_config_names_the_speech_model_to_save_with_it(tmp_path):
+    from types import SimpleNamespace
+    from transformers import Wav2Vec2Model
+
+    assert features.speech_model_of(SimpleNamespace(feature_kind="logmel", feature_model_name=None)) is None
+    folder = save_tiny_wav2vec2(tmp_path / "model")
+    model = features.speech_model_of(SimpleNamespace(feature_kind="wav2vec2", feature_model_name=str(folder)))
+    assert isinstance(model, Wav2Vec2Model) and not model.training
+    with pytest.raises(ValueError, match="wav2vec2 features need a Wav2Vec2Model"):
+        AudioFeatureExtractor("wav2vec2", model=torch.nn.Linear(2, 2))
+
+
 def test_the_speech_model_moves_with_the_extractor_and_with_its_pipeline(tmp_path):
     from tiny_models import tiny_dae_pipeline
 
     extractor = AudioFeatureExtractor("wav2vec2", fps=25, model_name=str(save_tiny_wav2vec2(tmp_path / "model")))
     extractor(tone(0.5, 220), SAMPLE_RATE)  # loads the network
     extractor.to("meta")
-    assert extractor.device.type == "meta" and next(extractor._load_model().parameters()).device.type == "meta"
+    assert extractor.device.type == "meta" and next(extractor.speech_model.parameters()).device.type == "meta"
     pipeline = tiny_dae_pipeline()
     assert pipeline.feature_extractor.device == pipeline.device
     pipeline.to("meta")

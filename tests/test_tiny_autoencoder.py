@@ -22,7 +22,7 @@ from talking_head.hub_models.autoencoders import (
 from talking_head.hub_models.tiny_autoencoder import TinyAutoencoder
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
-from talking_head.training.dataset import Clip
+from talking_head.data.dataset import Clip
 from talking_head.training.latent_cache import autoencoder_fingerprint, cached_raw_latents
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline, tiny_taesd
 

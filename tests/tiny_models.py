@@ -1,5 +1,7 @@
 """Tiny, untrained models for behaviour tests: real classes, test-size configs."""
 
+from pathlib import Path
+
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
@@ -63,3 +65,25 @@ def tiny_landmark_pipeline(seed: int = 0, vae=None) -> LandmarkDiffusionPipeline
         scheduler=DDIMScheduler(**L2V_SCHEDULER_CONFIG),
         a2l=a2l,
     ).eval_mode()
+
+
+def save_tiny_wav2vec2(folder: Path, **overrides) -> Path:
+    """A wav2vec 2.0 model with 32-d hidden states and random weights, saved to `folder` (50 frames per second)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    settings = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(32, 32),
+        conv_kernel=(20, 16),
+        conv_stride=(20, 16),  # 320 samples per output frame: 50 Hz like the real models
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        vocab_size=12,
+    )
+    settings.update(overrides)
+    Wav2Vec2Model(Wav2Vec2Config(**settings)).save_pretrained(folder)
+    return folder

@@ -25,9 +25,10 @@ from ..faces.align import (
 from ..faces.render import render_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.presets import A2L_PRESETS
+from ..media.features import speech_model_of
 from ..media.images import to_model_range
 from ..pipelines.base import TRAINING_RECORD
-from .dataset import TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from .images import save_image_grid
 from .loop import module_device
 from ..evaluation.metrics import landmark_errors
@@ -162,6 +163,6 @@ class A2LTask:
         from ..pipelines.landmark import LandmarkDiffusionPipeline
 
         pipeline = LandmarkDiffusionPipeline.from_pretrained(self.l2v)
-        pipeline.register_modules(a2l=model)
+        pipeline.register_modules(a2l=model, speech_model=speech_model_of(model.config))
         pipeline.training_record = {**(pipeline.training_record or {}), "a2l": record}
         pipeline.save_pretrained(output_dir)

@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL
 from ..errors import TalkingHeadError
 from ..hub_models.frame_autoencoder import build_frame_autoencoder
 from ..pipelines.base import TRAINING_RECORD
-from .dataset import TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
 from .loop import module_device
 

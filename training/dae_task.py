@@ -23,7 +23,7 @@ from ..hub_models.semantic_encoder import SemanticEncoder
 from ..media.images import to_model_range
 from ..pipelines.base import TRAINING_RECORD, read_json_record
 from ..pipelines.dae_talker import DAETalkerPipeline
-from .dataset import TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
 from .latent_cache import autoencoder_fingerprint, cached_raw_latents
 from .loop import module_device

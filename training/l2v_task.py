@@ -33,7 +33,7 @@ from ..hub_models.presets import (
 from ..media.images import to_uint8
 from ..pipelines.base import TRAINING_RECORD, read_json_record
 from ..pipelines.landmark import LandmarkDiffusionPipeline, masked_images
-from .dataset import Clip, TalkingHeadDataset, resize_images
+from ..data.dataset import Clip, TalkingHeadDataset, resize_images
 from .images import psnr, save_image_grid
 from .latent_cache import autoencoder_fingerprint, cached_raw_latents
 from .loop import module_device

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..hub_models.autoencoders import FrameAutoencoder, encode_raw
-from .dataset import Clip
+from ..data.dataset import Clip
 
 ENCODE_BATCH = 64
 

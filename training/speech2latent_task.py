@@ -10,9 +10,10 @@ import torch
 
 from ..hub_models.presets import SPEECH2LATENT_PRESETS
 from ..hub_models.speech2latent import Speech2Latent
+from ..media.features import speech_model_of
 from ..media.images import to_model_range
 from ..pipelines.dae_talker import DAETalkerPipeline
-from .dataset import TalkingHeadDataset
+from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
 from .loop import module_device
 
@@ -108,8 +109,8 @@ class Speech2LatentTask:
         return {"sample_psnr_dae": psnr(rows[1], rows[0]), "sample_psnr_speech": psnr(rows[2], rows[0])}
 
     def export(self, modules, output_dir: Path, training_summary: dict):
-        self.pipeline.speech2latent = modules["speech2latent"].eval()
-        self.pipeline.register_modules(speech2latent=self.pipeline.speech2latent)
+        self.pipeline.register_modules(speech2latent=modules["speech2latent"].eval(),
+                                       speech_model=speech_model_of(self.model.config))
         record = dict(self.pipeline.training_record or {})
         record["speech2latent"] = {**training_summary, "feature_kind": self.model.config.feature_kind,
                                    "dataset": self.dataset.name}
