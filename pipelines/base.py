@@ -73,11 +73,11 @@ class TalkingHeadPipeline(DiffusionPipeline):
         ModelError, naming the component, for a folder that does not fit.
         """
         folder = resolve_pipeline_folder(name_or_path, cls.__name__, **download_kwargs)
-        classes = declared_component_classes(folder, cls._component_classes, cls._optional_components)
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        classes = declared_component_classes(folder, index, cls._component_classes, cls._optional_components)
         components = {name: None if model_class is None else load_component(
                           model_class, folder, name, torch.float32 if name in cls._float32_components else torch_dtype)
                       for name, model_class in classes.items()}
-        index = json.loads((folder / MODEL_INDEX).read_text())
         settings = {key: value for key, value in index.items() if not key.startswith("_") and key not in classes}
         pipeline = cls(**components, **settings)
         pipeline.register_to_config(_name_or_path=public_model_name(name_or_path))

@@ -54,12 +54,11 @@ def _is_class_named(taken: type, library: str, class_name: str) -> bool:
                                              or library.split(".")[-2:] == module.split(".")[-2:])
 
 
-def declared_component_classes(folder: Path, component_classes: dict[str, tuple[type, ...]],
+def declared_component_classes(folder: Path, index: dict, component_classes: dict[str, tuple[type, ...]],
                                optional: list[str]) -> dict[str, type | None]:
     """The class to load each component of a pipeline folder with (None for an optional one it does not hold), from
-    its model_index.json and only among the classes this pipeline takes (`component_classes`): nothing else is
-    imported. Raises ModelError for a component missing, unknown, of another class, or without its folder."""
-    index = json.loads((folder / MODEL_INDEX).read_text())
+    its model_index.json (`index`) and only among the classes this pipeline takes (`component_classes`): nothing
+    else is imported. Raises ModelError for a component missing, unknown, of another class, or without its folder."""
     declared = {name for name, entry in index.items()
                 if not name.startswith("_") and isinstance(entry, list) and entry and entry[0] is not None}
     unknown = declared - set(component_classes)
