@@ -9,7 +9,9 @@ references, as when dubbing a video (the paper's test set-up). Figures:
   correlation of the predicted mouth opening with the real one;
 - the frame autoencoder: PSNR and SSIM of the real face crops encoded and decoded (the ceiling of L2V);
 - L2V from the real landmarks (its ceiling) and the whole pipeline from speech: PSNR and SSIM of the face
-  crop, and the mouth opening found by dlib in the generated frames against the real one;
+  crop as the pipeline draws it (L2V, then the skin colour of the identity crop), of the crop with the drawn lower face pasted into the real one (what a dubbed
+  video shows) and of the pasted pixels alone (`lower_face_psnr`), and the mouth opening found by dlib in
+  the generated frames against the real one;
 - speech sync: how the mouth opening follows the loudness of the speech, in the real and generated frames.
 """
 
@@ -18,6 +20,7 @@ import torch
 
 from ..faces.align import STABLE_POINTS, fit_similarity
 from ..faces.landmarks import get_landmarker, mouth_opening
+from ..faces.paste import paste_into_crops, paste_masks
 from ..faces.render import lower_face_mask
 from ..media.audio import SAMPLE_RATE
 from ..media.images import to_uint8
@@ -26,20 +29,34 @@ from ..pipelines.landmark import masked_images
 from ..pipelines.settings import DEFAULT_SETTINGS
 from ..data.dataset import TalkingHeadDataset
 from .holdout import MAX_LAG_FRAMES, compare_frames
-from .metrics import best_lag, landmark_errors, loudness_per_frame
+from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
 
 DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
 
-def _frames(pipeline, landmarks, real_uint8, identity, noise, steps, sampler, batch_size) -> np.ndarray:
+def _frames(pipeline, landmarks, real_uint8, identity_landmarks, noise, steps, sampler, batch_size) -> np.ndarray:
+    """The pipeline's face crops for `landmarks`, the first real crop the identity, the real crops with the
+    lower face blanked the pose references."""
     size = pipeline.image_size
     outputs = []
     for start in range(0, len(landmarks), batch_size):
         batch = landmarks[start:start + batch_size]
         keep = 1 - lower_face_mask(batch, size)[..., None]
         pose = masked_images(real_uint8[start:start + batch_size], keep)
-        outputs.append(to_uint8(pipeline.denoise_frames(batch, pose, identity, noise, steps, sampler)))
+        outputs.append(pipeline.draw_crops(batch, pose, real_uint8[0], identity_landmarks, noise, steps, sampler))
     return np.concatenate(outputs)
+
+
+def _pasted_figures(generated: np.ndarray, real: np.ndarray, landmarks: np.ndarray) -> dict:
+    """PSNR and SSIM of the real crops (uint8 [N,S,S,3]) with the generated lower faces pasted in, and the
+    PSNR of the pasted pixels alone (weighted by the paste mask)."""
+    def unit(images):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+    pasted, generated_images, real_images = unit(paste_into_crops(real, generated, landmarks)), unit(generated), unit(real)
+    masks = torch.from_numpy(paste_masks(landmarks, real.shape[1]))[:, None]
+    return {"pasted_psnr": psnr(pasted, real_images), "pasted_ssim": ssim(pasted, real_images),
+            "lower_face_psnr": psnr(generated_images, real_images, masks)}
 
 
 @torch.no_grad()
@@ -66,7 +83,6 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         motion = np.stack([fit_similarity(face[stable], points[stable]) for points in real_landmarks])
         predicted = pipeline.move_head(pipeline.audio_to_landmarks(features, speaker, face), motion)
         still = pipeline.move_head(np.repeat(face[None], len(motion), axis=0), motion)
-        identity = masked_images(real[:1], None)
         real_opening = mouth_opening(real_landmarks)
         loudness = loudness_per_frame(audio, SAMPLE_RATE, dataset.fps, len(real))
         figures = {"clip": clip.name, "frames": stop - start}
@@ -82,9 +98,10 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         figures.update({f"autoencoder_{k}": v for k, v in
                         compare_frames(reconstructed, real_images, real_opening, landmarker).items()})
         for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
-            generated = _frames(pipeline, landmarks, real, identity, noise, num_inference_steps, sampler, batch_size)
+            generated = _frames(pipeline, landmarks, real, face, noise, num_inference_steps, sampler, batch_size)
             figures.update({f"{name}_{k}": v for k, v in
                             compare_frames(generated, real_images, real_opening, landmarker, loudness).items()})
+            figures.update({f"{name}_{k}": v for k, v in _pasted_figures(generated, real, landmarks).items()})
         per_clip.append(figures)
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
     return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed, "image_size": size},

@@ -9,9 +9,16 @@ from ..faces.landmarks import INNER_LIPS, OUTER_LIPS, mouth_opening
 MOUTH = list(OUTER_LIPS + INNER_LIPS)
 
 
-def psnr(images: torch.Tensor, references: torch.Tensor) -> float:
-    """Mean PSNR in dB over frames; both [N,3,H,W] in [0,1]."""
-    mse = (images - references).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+def psnr(images: torch.Tensor, references: torch.Tensor, weights: torch.Tensor | None = None) -> float:
+    """Mean PSNR in dB over frames; both [N,3,H,W] in [0,1]. With `weights` [N,1,H,W] in 0..1, only the
+    weighted pixels count."""
+    squared = (images - references).pow(2)
+    if weights is None:
+        mse = squared.flatten(1).mean(1)
+    else:
+        weights = weights.expand_as(squared)
+        mse = (squared * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp(min=1e-10)
+    mse = mse.clamp(min=1e-10)
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 

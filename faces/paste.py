@@ -1,9 +1,11 @@
-"""Paste-back: generated lower faces blended into the full portrait, the head moved inside a soft ellipse."""
+"""Paste-back: generated lower faces, their skin colour matched to the portrait's, blended into the full
+portrait, the head moved inside a soft ellipse."""
 
 import cv2
 import numpy as np
 
 from .align import box_to_affine, compose_affine, invert_affine
+from .landmarks import OUTER_LIPS
 from .portrait import PortraitFace
 from .render import lower_face_mask
 
@@ -29,7 +31,7 @@ def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, tra
     crop_to_region = compose_affine(image_to_region, invert_affine(image_to_crop))
     still_region = face.image[y0:y1, x0:x1].astype(np.float32)
     head = cv2.warpAffine(_head_ellipse(size), crop_to_region, region_size, flags=cv2.INTER_LINEAR)[..., None]
-    masks = lower_face_mask(landmarks, size, feather=PASTE_FEATHER)
+    masks = paste_masks(landmarks, size)
     frames = np.repeat(face.image[None], len(crops), axis=0)
     for frame, crop, mask, transform in zip(frames, crops, masks, transforms):
         region = still_region
@@ -43,6 +45,56 @@ def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, tra
         alpha = cv2.warpAffine(mask, crop_to_region, region_size, flags=cv2.INTER_LINEAR)[..., None]
         frame[y0:y1, x0:x1] = np.clip(region + alpha * (pasted - region), 0, 255).round()
     return frames
+
+
+def paste_masks(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The soft masks [N,S,S] in 0..1 with which generated lower faces (around `landmarks` [N,68,2], crop
+    pixels) replace the portrait's."""
+    return lower_face_mask(landmarks, size, feather=PASTE_FEATHER)
+
+
+def paste_into_crops(crops: np.ndarray, generated: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """uint8 face crops [N,S,S,3] with the generated crops' lower faces blended in, as `paste_back` blends
+    them into the full frames; `landmarks` [N,68,2] are those the generated crops were drawn from."""
+    alpha = paste_masks(landmarks, crops.shape[1])[..., None]
+    blended = crops.astype(np.float32) + alpha * (generated.astype(np.float32) - crops)
+    return np.clip(blended, 0, 255).round().astype(np.uint8)
+
+
+def lower_face_skin(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Boolean mask [S,S] of the lower face's skin around `landmarks` [68,2] (crop pixels): the lower face
+    without the lips, whose opening changes the colours there from frame to frame."""
+    lips = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(lips, [np.round(landmarks[list(OUTER_LIPS)]).astype(np.int32)], 1)
+    lips = cv2.dilate(lips, np.ones((5, 5), np.uint8))
+    return (lower_face_mask(landmarks, size, grow=0.0) > 0.5) & (lips == 0)
+
+
+def match_skin_colour(crops: np.ndarray, landmarks: np.ndarray, reference: np.ndarray,
+                      reference_landmarks: np.ndarray) -> np.ndarray:
+    """uint8 crops [N,S,S,3] whose lower face (around `landmarks` [N,68,2], under the paste mask) is recoloured
+    so that its skin has the mean and spread, per channel in CIELAB, of the reference crop's skin (Reinhard's
+    colour transfer); the rest of each crop stays as it was.
+
+    L2V draws unseen faces' lower halves in the skin tone of the faces it was trained on; the portrait's own
+    skin puts the pasted face back into its colours.
+    """
+    reference_lab = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
+    reference_skin = reference_lab[lower_face_skin(reference_landmarks, len(reference))]
+    if len(reference_skin) < 2:
+        return crops
+    target_mean, target_std = reference_skin.mean(0), reference_skin.std(0)
+    matched = crops.copy()
+    for crop, points, out in zip(crops, landmarks, matched):
+        lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32)
+        skin = lab[lower_face_skin(points, len(crop))]
+        if len(skin) < 2:
+            continue
+        lab = (lab - skin.mean(0)) / np.maximum(skin.std(0), 1.0) * target_std + target_mean
+        recoloured = cv2.cvtColor(np.clip(lab, 0, 255).round().astype(np.uint8), cv2.COLOR_LAB2RGB)
+        alpha = paste_masks(points, len(crop))[..., None]
+        out[:] = np.clip(crop + alpha * (recoloured.astype(np.float32) - crop), 0, 255).round()
+    return matched
 
 
 def _head_ellipse(size: int) -> np.ndarray:

@@ -6,8 +6,9 @@ head motion comes from a reference video's landmarks or the head stays still. L2
 model, then draws every frame's face crop from the rendered landmarks, a pose reference (the portrait's
 crop, moved with the head, with the lower face masked out), the identity reference (the portrait's crop)
 and the landmark coordinates (cross-attention). All frames start from one shared noise; each generated
-lower face is pasted back into the full portrait with a soft mask, so the video keeps the portrait's size,
-background and sharpness. Frames are made batch by batch and streamed to the file.
+lower face takes the skin colour of the portrait's (a colour transfer over the lower face's skin) and is
+pasted back into the full portrait with a soft mask, so the video keeps the portrait's size, background
+and sharpness. Frames are made batch by batch and streamed to the file.
 """
 
 import os
@@ -33,7 +34,7 @@ from ..faces.align import (
     to_unit_coordinates,
 )
 from ..faces.landmarks import get_landmarker
-from ..faces.paste import paste_back
+from ..faces.paste import match_skin_colour, paste_back
 from ..faces.portrait import PortraitFace, find_portrait_face
 from ..faces.render import lower_face_mask, render_landmarks
 from ..faces.tracking import ping_pong, track_landmarks
@@ -242,19 +243,28 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         latents = denoise(predict, scheduler, initial_noise.expand(count, -1, -1, -1), num_inference_steps)
         return self.decode_images(latents).float()
 
+    def draw_crops(self, landmarks: np.ndarray, pose_references: torch.Tensor, identity_crop: np.ndarray,
+                   identity_landmarks: np.ndarray, initial_noise: torch.Tensor,
+                   num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler) -> np.ndarray:
+        """uint8 face crops [N,S,S,3]: `denoise_frames` from the identity crop (uint8 [S,S,3], its landmarks
+        [68,2]), the skin colour of each drawn lower face matched to the identity crop's."""
+        identity = masked_images(identity_crop[None], None)
+        crops = to_uint8(self.denoise_frames(landmarks, pose_references, identity, initial_noise, num_inference_steps,
+                                             sampler))
+        return match_skin_colour(crops, landmarks, identity_crop, identity_landmarks)
+
     # -- everything ---------------------------------------------------------------------------------------
     def generate_crops(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
                        initial_noise: torch.Tensor, num_inference_steps: int = DEFAULTS.num_inference_steps,
                        sampler: str = DEFAULTS.sampler, batch_size: int = DEFAULTS.batch_size,
                        callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
         """Generated face crops, uint8 [B,S,S,3] batch by batch, for landmarks [T,68,2] with the head moved by `transforms`."""
-        identity = masked_images(face.crop[None], None)
         num_frames = len(landmarks)
         for start in range(0, num_frames, batch_size):
             batch_landmarks = landmarks[start:start + batch_size]
             pose = self.pose_references(face, batch_landmarks, transforms[start:start + batch_size])
-            crops = self.denoise_frames(batch_landmarks, pose, identity, initial_noise, num_inference_steps, sampler)
-            yield to_uint8(crops)
+            yield self.draw_crops(batch_landmarks, pose, face.crop, face.crop_landmarks, initial_noise,
+                                  num_inference_steps, sampler)
             if callback is not None:
                 callback(min(start + batch_size, num_frames), num_frames)
 

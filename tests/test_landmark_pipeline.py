@@ -16,6 +16,8 @@ from talking_head.errors import AudioError, FaceError, ModelError
 from talking_head.faces.align import (compose_affine, fit_similarity, from_unit_coordinates, invert_affine,
                                       apply_affine, to_unit_coordinates)
 from talking_head.faces.landmarks import FACE_PARTS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE
+from talking_head.evaluation.metrics import psnr
+from talking_head.faces.paste import lower_face_skin, match_skin_colour, paste_into_crops, paste_masks
 from talking_head.faces.render import _PART_STYLE, lower_face_mask, render_landmarks
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
@@ -81,6 +83,33 @@ def test_the_lower_face_mask_covers_the_mouth_and_chin_but_not_the_eyes(face):
     assert all(at(i) == 0 for i in (36, 39, 42, 45))
     soft = lower_face_mask(face.crop_landmarks, 32, feather=0.05)
     assert 0 < soft.min() + 1e-6 and ((soft > 0.01) & (soft < 0.99)).any()
+
+
+def test_pasting_into_crops_changes_only_the_lower_face_and_the_weighted_psnr_sees_only_it(face):
+    landmarks = face.crop_landmarks[None]
+    real, drawn = np.full((1, 32, 32, 3), 100, np.uint8), np.full((1, 32, 32, 3), 200, np.uint8)
+    pasted = paste_into_crops(real, drawn, landmarks)
+    mask = paste_masks(landmarks, 32)[0]
+    assert (pasted[0][mask == 0] == 100).all() and (pasted[0][mask == 1] == 200).all()
+    unit = torch.from_numpy(pasted).permute(0, 3, 1, 2).float() / 255
+    outside = torch.from_numpy(mask == 0).float()[None, None]
+    reference = torch.full_like(unit, 100 / 255)
+    assert psnr(unit, reference, outside) == pytest.approx(100.0)  # only the unchanged pixels count
+    assert psnr(unit, reference, 1 - outside) < psnr(unit, reference) < 100
+
+
+def test_a_drawn_face_in_another_skin_tone_is_recoloured_to_the_portraits(face):
+    reference, points = face.crop, face.crop_landmarks
+    tinted = np.clip(reference * np.array([0.6, 0.8, 1.1]) + np.array([10, 30, 40]), 0, 255).astype(np.uint8)
+    matched = match_skin_colour(tinted[None], points[None], reference, points)[0]
+    skin = lower_face_skin(points, len(reference))
+    assert skin.sum() > 20 and not skin[tuple(np.round(points[62, ::-1]).astype(int))]  # the inner lips are left out
+    error = lambda image: np.abs(image[skin].astype(float) - reference[skin]).mean()  # noqa: E731
+    assert error(matched) < error(tinted) / 3
+    away = paste_masks(points[None], len(reference))[0] == 0  # what is not pasted keeps the drawn colours
+    assert (matched[away] == tinted[away]).all()
+    blank = np.zeros_like(points) - 100  # a face outside the crop has no skin to measure: left as it is
+    assert (match_skin_colour(tinted[None], blank[None], reference, points) == tinted).all()
 
 
 def test_transforms_round_trip():

@@ -95,6 +95,15 @@ def test_a2l_training_lowers_the_loss_and_completes_a_pipeline_that_generates(da
     jobs.run(jobs.landmark_video(pipeline, dataset.root.parent / "obama.mp4", PORTRAIT, output,
                                  settings=SamplingSettings(1)))
     assert output.exists()
+    report = tmp_path / "evaluation.json"
+    main(["evaluate", "--pipeline", "landmark", "--data", str(dataset.root), "--model", str(tmp_path / "model"),
+          "--steps", "1", "-o", str(report)])
+    mean = json.loads(report.read_text())["mean"]
+    for name in ("l2v_real_landmarks", "speech"):
+        # Pasting keeps the real pixels outside the lower face, so it can only bring the crop closer.
+        assert mean[f"{name}_pasted_psnr"] >= mean[f"{name}_psnr"] - 0.05
+        assert mean[f"{name}_pasted_ssim"] >= mean[f"{name}_ssim"] - 0.01
+        assert 0 < mean[f"{name}_lower_face_psnr"] < 60
 
 
 def test_a2l_without_l2v_exports_the_a2l_model_alone(dataset, tmp_path):
