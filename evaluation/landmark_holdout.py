@@ -9,9 +9,9 @@ references, as when dubbing a video (the paper's test set-up). Figures:
   correlation of the predicted mouth opening with the real one;
 - the frame autoencoder: PSNR and SSIM of the real face crops encoded and decoded (the ceiling of L2V);
 - L2V from the real landmarks (its ceiling) and the whole pipeline from speech: PSNR and SSIM of the face
-  crop as the pipeline draws it (L2V, then the skin colour of the identity crop), of the crop with the drawn lower face pasted into the real one (what a dubbed
-  video shows) and of the pasted pixels alone (`lower_face_psnr`), and the mouth opening found by dlib in
-  the generated frames against the real one;
+  crop as the pipeline draws it (L2V, then the skin colour of the identity crop), of the real crop with the
+  drawn lower face pasted in (what a dubbed video shows) and of the pasted pixels alone
+  (`lower_face_psnr`), and the mouth opening found by dlib in the generated frames against the real one;
 - speech sync: how the mouth opening follows the loudness of the speech, in the real and generated frames.
 """
 
