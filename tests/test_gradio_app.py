@@ -10,6 +10,7 @@ import time
 import types
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -67,7 +68,9 @@ def server():
 
 @pytest.fixture(scope="module")
 def client(server) -> Client:
-    return Client(server, verbose=False)
+    # No HTTP timeout: the server shares this process with the runs it serves, and on a busy machine it may answer
+    # a request (the cancel's, say) after httpx's default 5 s; the test waits for the answer itself.
+    return Client(server, verbose=False, httpx_kwargs={"timeout": httpx.Timeout(None)})
 
 
 def landmark_request(files, portrait=None, audio=None, steps=2, model=None):
