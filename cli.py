@@ -162,15 +162,18 @@ def _train(args) -> None:
     elif args.model == "l2v":
         from .training.l2v_task import L2VTask
 
-        if not args.autoencoder:
-            raise TalkingHeadError("train l2v needs --autoencoder, the folder of a trained frame autoencoder")
+        if not args.autoencoder and not args.init:
+            raise TalkingHeadError("train l2v needs --autoencoder, the folder of a trained frame autoencoder, "
+                                   "or --init, a landmark pipeline folder to continue from")
+        if args.init and args.preset:
+            raise TalkingHeadError("--preset sets the size of a new L2V; the L2V of --init keeps its own")
         task = L2VTask(dataset, args.autoencoder, image_size=args.resolution, preset=args.preset or "small",
-                       frame_stride=args.frame_stride)
+                       frame_stride=args.frame_stride, init=args.init)
     elif args.model == "a2l":
         from .training.a2l_task import A2LTask
 
         task = A2LTask(dataset, feature_kind=args.features, preset=args.preset or "small", window_frames=args.window,
-                       l2v=args.l2v)
+                       l2v=args.l2v, mouth_opening_weight=args.mouth_opening_weight)
     else:
         from .training.speech2latent_task import Speech2LatentTask
 
@@ -336,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "diffuse in its latent (dae, l2v)")
     train.add_argument("--frame-stride", type=int, default=1,
                        help="train on every n-th frame; neighbouring frames differ little (l2v)")
-    train.add_argument("--init", help="a trained autoencoder folder to continue from (autoencoder)")
+    train.add_argument("--init", help="a trained folder to continue from: an autoencoder (autoencoder), or a "
+                       "landmark pipeline whose L2V and autoencoder are kept (l2v)")
     train.add_argument("--decoder-only", action="store_true",
                        help="train only the decoder of --init, keeping its latent space (autoencoder)")
     train.add_argument("--augment", action="store_true",
@@ -347,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mouth-head-weight", type=float, default=0.0,
                        help="weight of a training-only head that reads the lips' shape from the semantic code, "
                             "so that the code must hold the mouth; 0 leaves it out (dae)")
+    train.add_argument("--mouth-opening-weight", type=float, default=0.0,
+                       help="weight of a loss on the mouth opening (the inner lips' gap) beside the landmark "
+                            "error (a2l)")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
     train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")
     train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent, a2l)")

@@ -41,8 +41,8 @@ FACE_PARTS = {
 }
 
 # Facing inner-lip points (upper, lower): 61-67, 62-66, 63-65.
-_INNER_LIP_UPPER = [61, 62, 63]
-_INNER_LIP_LOWER = [67, 66, 65]
+INNER_LIP_UPPER = (61, 62, 63)
+INNER_LIP_LOWER = (67, 66, 65)
 
 
 def as_rgb_uint8(image) -> np.ndarray:
@@ -256,7 +256,7 @@ def mouth_opening(landmarks):
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape[-2:] != (68, 2) or pts.ndim not in (2, 3):
         raise ValueError(f"expected landmarks [68,2] or [T,68,2], got shape {pts.shape}")
-    gap = np.linalg.norm(pts[..., _INNER_LIP_UPPER, :] - pts[..., _INNER_LIP_LOWER, :], axis=-1).mean(axis=-1)
+    gap = np.linalg.norm(pts[..., list(INNER_LIP_UPPER), :] - pts[..., list(INNER_LIP_LOWER), :], axis=-1).mean(axis=-1)
     eyes = np.linalg.norm(
         pts[..., list(LEFT_EYE), :].mean(axis=-2) - pts[..., list(RIGHT_EYE), :].mean(axis=-2), axis=-1
     )

@@ -111,6 +111,23 @@ def test_a2l_without_l2v_exports_the_a2l_model_alone(dataset, tmp_path):
     assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "model" / "training.json").exists()
 
 
+def test_the_mouth_opening_loss_adds_the_error_of_the_inner_lips_gap(dataset, tmp_path):
+    task = A2LTask(dataset, preset="tiny", window_frames=30, mouth_opening_weight=2.0)
+    batch = next(task.batches(2, torch.Generator().manual_seed(0)))
+    shift = 0.01
+    lowered = batch["landmarks"].clone()
+    lowered[..., [65, 66, 67], 1] += shift  # the lower inner lip: the mouth opens by `shift`
+    task._predict = lambda model, features, speaker, reference: lowered
+    landmark_error = 3 * shift ** 2 / (68 * 2)
+    expected = (landmark_error + 2.0 * shift ** 2) / task.loss_scale
+    assert task.loss(task.modules(), batch).item() == pytest.approx(expected, rel=1e-4)
+
+    assert main(["train", "a2l", "--data", str(dataset.root), "--out", str(tmp_path), "--preset", "tiny",
+                 "--window", "30", "--max-steps", "2", "--mouth-opening-weight", "2"]) == 0
+    record = json.loads((tmp_path / "model" / "training.json").read_text())["a2l"]
+    assert record["mouth_opening_weight"] == 2.0
+
+
 def test_a2l_needs_the_voice_embeddings(footage, tmp_path):
     dataset = TalkingHeadDataset(prepare_dataset(footage[:1], tmp_path / "dataset", resolution=32, progress=False))
     with pytest.raises(TalkingHeadError, match="--speaker-embeddings"):
@@ -140,6 +157,38 @@ def test_l2v_in_a_tiny_autoencoder_latent_measures_its_scaling_and_encodes_each_
     exported = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
     assert exported.vae.config.latents_std == task.vae.config.latents_std
     assert exported.training_record["l2v"]["frame_stride"] == 2
+
+
+def test_l2v_continues_from_a_landmark_pipeline_in_its_own_latent(dataset, footage, l2v_run, tmp_path, capsys):
+    trained = l2v_run / "model"
+    task = L2VTask(dataset, init=trained, image_size=32)
+    before = LandmarkDiffusionPipeline.from_pretrained(trained)
+    for module, loaded in ((task.unet, before.unet), (task.landmark_encoder, before.landmark_encoder),
+                           (task.vae, before.vae)):
+        assert all(torch.equal(module.state_dict()[name], value) for name, value in loaded.state_dict().items())
+    assert main(["train", "l2v", "--data", str(dataset.root), "--out", str(tmp_path / "run"), "--init", str(trained),
+                 "--resolution", "32", "--max-steps", "3", "--batch-size", "2", "--validate-every", "3"]) == 0
+    continued = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
+    assert continued.training_record["l2v"]["continued_from"]["steps"] == 30
+    assert continued.training_record["l2v"]["steps"] == 3
+    assert all(torch.equal(continued.vae.state_dict()[name], value)  # the same latent space
+               for name, value in before.vae.state_dict().items())
+    assert any(not torch.equal(continued.unet.state_dict()[name], value)
+               for name, value in before.unet.state_dict().items())
+
+    assert main(["train", "l2v", "--data", str(dataset.root), "--out", str(tmp_path / "again"), "--init", str(trained),
+                 "--resolution", "32", "--preset", "tiny"]) == 2
+    assert "keeps its own" in capsys.readouterr().err
+    with pytest.raises(TalkingHeadError, match="works at 32 px"):
+        L2VTask(dataset, init=trained, image_size=64)
+    with pytest.raises(TalkingHeadError, match="leave out --autoencoder"):
+        L2VTask(dataset, l2v_run.parent / "elsewhere", init=trained, image_size=32)
+    with pytest.raises(TalkingHeadError, match="not a landmark pipeline folder"):
+        L2VTask(dataset, init=l2v_run, image_size=32)
+    wider = TalkingHeadDataset(prepare_dataset(footage[:1], tmp_path / "wider", resolution=32, crop_scale=2.6,
+                                               progress=False))
+    with pytest.raises(TalkingHeadError, match="--crop-scale 2.0"):
+        L2VTask(wider, init=trained, image_size=32)
 
 
 def test_datasets_train_together_when_they_match(dataset, footage, tmp_path):

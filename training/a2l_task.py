@@ -3,9 +3,10 @@
 Targets: each frame's landmarks with the head motion taken out (a similarity fit of the nose and eye corners
 onto the clip's first training frame's), as displacements from a reference frame of the same clip drawn at
 random (at inference, the portrait). Inputs: speech features, the clip's voice embedding and the
-reference landmarks. Loss: the paper's mean squared landmark error. Each training window and its reference
-face get the same random change of shape (rotation, width, height, position), so that the model must take
-the face from the reference and cannot recall it from the voice.
+reference landmarks. Loss: the paper's mean squared landmark error, plus, with `mouth_opening_weight`, the squared
+error of the mouth opening (the vertical gap between the facing inner-lip points) that the evaluation measures.
+Each training window and its reference face get the same random change of shape (rotation, width, height,
+position), so that the model must take the face from the reference and cannot recall it from the voice.
 """
 
 import json
@@ -22,6 +23,7 @@ from ..faces.align import (
     from_unit_coordinates,
     to_unit_coordinates,
 )
+from ..faces.landmarks import INNER_LIP_LOWER, INNER_LIP_UPPER
 from ..faces.render import render_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.presets import A2L_PRESETS
@@ -43,6 +45,11 @@ def remove_head_motion(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarr
     return np.stack([apply_affine(points, fit_similarity(points[stable], reference[stable])) for points in landmarks])
 
 
+def _mouth_gap(landmarks: torch.Tensor) -> torch.Tensor:
+    """Mean vertical gap between the facing inner-lip points of landmarks [...,68,2]: the mouth opening [...]."""
+    return (landmarks[..., list(INNER_LIP_LOWER), 1] - landmarks[..., list(INNER_LIP_UPPER), 1]).mean(-1)
+
+
 def _random_shape_change(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A random 2x2 linear map (a few degrees of rotation, +-12 % width, +-8 % height) and a shift of +-4 %."""
     angle, width, height, dx, dy = (torch.rand(5, generator=generator) * 2 - 1).tolist()
@@ -56,12 +63,14 @@ class A2LTask:
     """MSE between predicted and real landmark displacements on windows of frames."""
 
     def __init__(self, dataset: TalkingHeadDataset, *, feature_kind: str = "logmel", preset: str = "small",
-                 window_frames: int = 100, l2v: str | Path | None = None):
+                 window_frames: int = 100, l2v: str | Path | None = None,
+                 mouth_opening_weight: float = 0.0):
         if feature_kind not in dataset.feature_kinds:
             raise TalkingHeadError(f"the dataset has no {feature_kind} features; it holds {', '.join(dataset.feature_kinds)}")
         self.dataset = dataset
         self.window_frames = window_frames
         self.l2v = l2v
+        self.mouth_opening_weight = mouth_opening_weight
         self.sequences = {"train": [], "val": []}
         for clip in dataset.clips:
             if not (clip.folder / "speaker.npy").exists():
@@ -121,7 +130,12 @@ class A2LTask:
 
     def loss(self, modules, batch):
         predicted = self._predict(modules["a2l"], batch["features"], batch["speaker"], batch["reference"])
-        return (predicted - batch["landmarks"].to(predicted.device)).pow(2).mean() / self.loss_scale
+        real = batch["landmarks"].to(predicted.device)
+        loss = (predicted - real).pow(2).mean() / self.loss_scale
+        if self.mouth_opening_weight:
+            opening_error = (_mouth_gap(predicted) - _mouth_gap(real)).pow(2).mean()
+            loss = loss + self.mouth_opening_weight * opening_error / self.loss_scale
+        return loss
 
     def _validation_pairs(self, model):
         """(predicted, real) landmark sequences [T,68,2] in unit coordinates, each clip's first frame the reference."""
@@ -155,6 +169,7 @@ class A2LTask:
     def export(self, modules, output_dir: Path, training_summary: dict):
         model = modules["a2l"].eval()
         record = {**training_summary, "feature_kind": model.config.feature_kind, "dataset": self.dataset.name,
+                  "mouth_opening_weight": self.mouth_opening_weight,
                   "clips": [clip.name for clip in self.dataset.clips]}
         if self.l2v is None:
             model.save_pretrained(output_dir)

@@ -6,6 +6,8 @@ the same clip (the identity reference, so the mouth must come from the landmarks
 coordinates. The frozen autoencoder's latents of all of them are computed once per dataset and kept in
 its clip folders (see `latent_cache`); every `frame_stride`-th frame is used. A TinyAutoencoder without
 latent statistics gets them measured on the training frames first, so that L2V sees unit-variance latents.
+With `init`, training continues from a landmark pipeline folder's L2V (its UNet, landmark encoder and
+autoencoder), for example to fine-tune the bundled model on more footage or on one's own.
 """
 
 from pathlib import Path
@@ -46,24 +48,33 @@ CONDITION_BATCH = 256
 class L2VTask:
     """Denoising loss of the UNet given the three condition latents and the landmark tokens."""
 
-    def __init__(self, dataset: TalkingHeadDataset, autoencoder: str | Path, *, image_size: int = 96,
-                 preset: str = "small", frame_stride: int = 1):
+    def __init__(self, dataset: TalkingHeadDataset, autoencoder: str | Path | None = None, *, image_size: int = 96,
+                 preset: str = "small", frame_stride: int = 1, init: str | Path | None = None):
         if frame_stride < 1:
             raise TalkingHeadError(f"the frame stride must be 1 or more, not {frame_stride}")
         self.dataset = dataset
         self.image_size = image_size
         self.frame_stride = frame_stride
+        self.crop_scale = float(dataset.index.get("crop_scale", 2.4))
+        self.init_record = None
+        if init is not None:
+            autoencoder = self._continue_from(Path(init), autoencoder)
+        elif autoencoder is None:
+            raise TalkingHeadError("L2V needs a frame autoencoder folder, or a landmark pipeline to continue from")
         self.vae = load_autoencoder(autoencoder)
         self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
         self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
-        self.crop_scale = float(dataset.index.get("crop_scale", 2.4))
         factor = downsampling_factor(self.vae)
         if image_size % factor:
             raise TalkingHeadError(f"the resolution {image_size} is not a multiple of the autoencoder's {factor}")
-        self.unet = UNet2DConditionModel(**{**L2V_UNET_PRESETS[preset], "sample_size": image_size // factor,
-                                            "in_channels": 4 * self.vae.config.latent_channels,
-                                            "out_channels": self.vae.config.latent_channels})
-        self.landmark_encoder = LandmarkEncoder(**LANDMARK_ENCODER_PRESETS[preset])
+        if init is None:
+            self.unet = UNet2DConditionModel(**{**L2V_UNET_PRESETS[preset], "sample_size": image_size // factor,
+                                                "in_channels": 4 * self.vae.config.latent_channels,
+                                                "out_channels": self.vae.config.latent_channels})
+            self.landmark_encoder = LandmarkEncoder(**LANDMARK_ENCODER_PRESETS[preset])
+        elif self.unet.config.sample_size * factor != image_size:
+            raise TalkingHeadError(f"the L2V in {init} works at {self.unet.config.sample_size * factor} px, "
+                                   f"not {image_size}: train at --resolution {self.unet.config.sample_size * factor}")
         self.noise_schedule = DDPMScheduler(**L2V_SCHEDULER_CONFIG)
         clips = [self._clip_latents(clip) for clip in dataset.clips]
         if not any(clip["train"].any() for clip in clips):
@@ -72,6 +83,25 @@ class L2VTask:
             measure_latent_statistics(self.vae, torch.cat([c["targets"][c["train"]] for c in clips]))
         self.train = self._examples(clips, "train")
         self.val = self._examples(clips, "val")
+
+    def _continue_from(self, folder: Path, autoencoder: str | Path | None) -> Path:
+        """Loads the UNet and landmark encoder of a landmark pipeline folder; returns the autoencoder to train in."""
+        if not all((folder / part / "config.json").exists() for part in ("unet", "landmark_encoder", "vae")):
+            raise TalkingHeadError(f"{folder} is not a landmark pipeline folder to continue from: it needs unet/, "
+                                   "landmark_encoder/ and vae/")
+        if autoencoder is not None and Path(autoencoder).resolve() != (folder / "vae").resolve():
+            raise TalkingHeadError(f"the L2V in {folder} works in its own autoencoder's latent ({folder / 'vae'}); "
+                                   f"leave out --autoencoder")
+        pipeline_config = read_json_record(folder / "model_index.json") or {}
+        trained_crop_scale = float(pipeline_config.get("crop_scale", self.crop_scale))
+        if abs(trained_crop_scale - self.crop_scale) > 1e-6:
+            raise TalkingHeadError(f"the L2V in {folder} was trained on crops of {trained_crop_scale} times the face "
+                                   f"measure and {self.dataset.root} holds crops of {self.crop_scale}: prepare the "
+                                   f"footage with --crop-scale {trained_crop_scale}")
+        self.unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+        self.landmark_encoder = LandmarkEncoder.from_pretrained(folder / "landmark_encoder")
+        self.init_record = (read_json_record(folder / TRAINING_RECORD) or {}).get("l2v")
+        return folder / "vae"
 
     def _clip_landmarks(self, clip: Clip) -> np.ndarray:
         """Landmarks [N,68,2] of every `frame_stride`-th frame of a clip, in pixels of the training crops."""
@@ -210,6 +240,8 @@ class L2VTask:
                                             "crop_scale": self.crop_scale, "frame_stride": self.frame_stride,
                                             "dataset": self.dataset.name,
                                             "clips": [clip.name for clip in self.dataset.clips]}}
+        if self.init_record is not None:
+            pipeline.training_record["l2v"]["continued_from"] = self.init_record
         if self.autoencoder_record is not None:
             pipeline.training_record["autoencoder"] = self.autoencoder_record
         pipeline.save_pretrained(output_dir)
