@@ -84,17 +84,15 @@ def match_skin_colour(crops: np.ndarray, landmarks: np.ndarray, reference: np.nd
     if len(reference_skin) < 2:
         return crops
     target_mean, target_std = reference_skin.mean(0), reference_skin.std(0)
-    matched = crops.copy()
-    for crop, points, out in zip(crops, landmarks, matched):
+    recoloured = crops.copy()
+    for crop, points, out in zip(crops, landmarks, recoloured):
         lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32)
         skin = lab[lower_face_skin(points, len(crop))]
         if len(skin) < 2:
             continue
         lab = (lab - skin.mean(0)) / np.maximum(skin.std(0), 1.0) * target_std + target_mean
-        recoloured = cv2.cvtColor(np.clip(lab, 0, 255).round().astype(np.uint8), cv2.COLOR_LAB2RGB)
-        alpha = paste_masks(points, len(crop))[..., None]
-        out[:] = np.clip(crop + alpha * (recoloured.astype(np.float32) - crop), 0, 255).round()
-    return matched
+        out[:] = cv2.cvtColor(np.clip(lab, 0, 255).round().astype(np.uint8), cv2.COLOR_LAB2RGB)
+    return paste_into_crops(crops, recoloured, landmarks)
 
 
 def _head_ellipse(size: int) -> np.ndarray:
