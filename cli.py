@@ -220,7 +220,7 @@ def _evaluate(args) -> None:
         model = args.model or DEFAULT_DAE_MODEL
         pipeline = DAETalkerPipeline.from_pretrained(model)
         report = evaluate_on_holdout(pipeline, dataset, use_real_pose=args.real_pose, with_ceiling=args.with_ceiling,
-                                     **sampling)
+                                     semantic_only=args.semantic_only, **sampling)
     report["model"] = public_model_name(model)
     text = json.dumps(report, indent=2)
     if args.output:
@@ -391,10 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(evaluate)
     evaluate.add_argument("--real-pose", action="store_true",
                           help="drive the pose with the real one instead of the predicted (dae)")
-    evaluate.add_argument("--with-ceiling", action="store_true",
-                          help="also measure each stage alone: the real frames at the model's size, the frame "
-                               "autoencoder, the decoder from the real frames' own latents, and what the semantic "
-                               "code holds (dae)")
+    stages = evaluate.add_mutually_exclusive_group()
+    stages.add_argument("--with-ceiling", action="store_true",
+                        help="also measure each stage alone: the real frames at the model's size, the frame "
+                             "autoencoder, the decoder from the real frames' own latents, and what the semantic "
+                             "code holds (dae)")
+    stages.add_argument("--semantic-only", action="store_true",
+                        help="measure only what the semantic code holds (its directions and the mouth read-out): "
+                             "draws no frames and needs no speech2latent, to judge a DAE before training one (dae)")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here too")
     evaluate.set_defaults(run=_evaluate)
 

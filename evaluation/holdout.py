@@ -10,7 +10,8 @@ and `semantic_` what the semantic code holds: how many principal directions of t
 carry 99 % of their variance, and how well a linear read-out along them, fitted on the training frames,
 predicts the held-back frames' mouth opening (a mouth the code does not hold no decoder can draw). A clip held
 back whole (prepared with `--val-fraction 1`, e.g. sentences the model never saw) has no training frames: its
-read-out is fitted on the other clips' held-back frames instead.
+read-out is fitted on the other clips' held-back frames instead. With `semantic_only`, only the last: it
+draws no frames, so it judges a DAE in minutes, before a speech2latent is trained on it.
 """
 
 import numpy as np
@@ -21,6 +22,7 @@ from ..hub_models.autoencoders import decode_latents, encode_latents
 from ..media.images import to_uint8
 from ..pipelines.settings import DEFAULT_SETTINGS
 from ..data.dataset import TalkingHeadDataset
+from ..errors import ModelError
 from .metrics import best_lag, pearson, psnr, ssim
 
 DEFAULTS = DEFAULT_SETTINGS["dae"]
@@ -83,13 +85,33 @@ def _joined(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
     return (np.concatenate([c for c, _ in pairs]), np.concatenate([o for _, o in pairs])) if pairs else None
 
 
+def _semantic_codes(pipeline, dataset: TalkingHeadDataset, clip, real: torch.Tensor, real_opening: np.ndarray
+                    ) -> tuple[torch.Tensor, dict]:
+    """A clip's held-back semantic latents, and its held-back (and training, if any) codes with their mouth opening."""
+    own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
+    codes = {"held_back": (own_latents.numpy(), real_opening)}
+    train_latents = [pipeline.encode_frames(chunk) for chunk in
+                     dataset.iter_clip_frames(clip, "train", pipeline.image_size, 64)]
+    if train_latents:
+        train_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "train").numpy())
+        codes["train"] = (torch.cat(train_latents).numpy(), train_opening)
+    return own_latents, codes
+
+
 @torch.no_grad()
 def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = DEFAULTS.num_inference_steps,
                         sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed,
                         batch_size: int = DEFAULTS.batch_size, use_real_pose: bool = False,
-                        with_ceiling: bool = False) -> dict:
-    """Generate every clip's validation frames from its audio and measure them; returns averaged figures."""
-    feature_kind = pipeline.speech2latent.config.feature_kind
+                        with_ceiling: bool = False, semantic_only: bool = False) -> dict:
+    """Generate every clip's validation frames from its audio and measure them; returns averaged figures.
+
+    `semantic_only` measures only what the semantic code holds: it draws no frames and needs no speech2latent, so a
+    DAE can be judged before one is trained on it.
+    """
+    if pipeline.speech2latent is None and not semantic_only:
+        raise ModelError(f"model {pipeline.config.get('_name_or_path')} has no speech2latent to generate from: "
+                         "train one on it with `talking-head train speech2latent --dae MODEL`, or measure the DAE "
+                         "alone with --semantic-only")
     landmarker = get_landmarker("dlib")
     initial_noise = pipeline.initial_noise(seed)
     per_clip, codes = [], {}
@@ -97,14 +119,19 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
         start, stop = clip.frame_range("val")
         if stop - start < 2:
             continue
-        features = dataset.clip_array(clip, f"features-{feature_kind}", "val")
-        pose = dataset.clip_array(clip, "pose", "val") if use_real_pose else None
         real = dataset.clip_frames(clip, "val", pipeline.image_size)
         real_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "val").numpy())
-        latents = pipeline.speech_to_latents(features, pose)
-        generated = np.concatenate(list(pipeline.decode_latents(latents, initial_noise, num_inference_steps, sampler, batch_size)))
-        figures = {"clip": clip.name, "frames": stop - start, **compare_frames(generated, real, real_opening, landmarker)}
-        if with_ceiling:
+        figures = {"clip": clip.name, "frames": stop - start}
+        if with_ceiling or semantic_only:
+            own_latents, codes[clip.name] = _semantic_codes(pipeline, dataset, clip, real, real_opening)
+        if not semantic_only:
+            features = dataset.clip_array(clip, f"features-{pipeline.speech2latent.config.feature_kind}", "val")
+            pose = dataset.clip_array(clip, "pose", "val") if use_real_pose else None
+            latents = pipeline.speech_to_latents(features, pose)
+            generated = np.concatenate(list(pipeline.decode_latents(latents, initial_noise, num_inference_steps,
+                                                                    sampler, batch_size)))
+            figures.update(compare_frames(generated, real, real_opening, landmarker))
+        if with_ceiling and not semantic_only:
             measured = compare_frames(to_uint8(real), real, real_opening, landmarker)
             figures.update({f"measured_{k}": v for k, v in measured.items() if k.startswith("mouth_")})
             if pipeline.vae is not None:
@@ -112,23 +139,18 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
                                            for chunk in real.split(batch_size)])
                 figures.update({f"autoencoder_{k}": v for k, v in
                                 compare_frames(to_uint8(reconstructed), real, real_opening, landmarker).items()})
-            own_latents = torch.cat([pipeline.encode_frames(chunk) for chunk in real.split(64)])
-            train_latents = [pipeline.encode_frames(chunk) for chunk in
-                             dataset.iter_clip_frames(clip, "train", pipeline.image_size, 64)]
-            codes[clip.name] = {"held_back": (own_latents.numpy(), real_opening)}
-            if train_latents:
-                train_opening = mouth_opening(dataset.clip_array(clip, "landmarks", "train").numpy())
-                codes[clip.name]["train"] = (torch.cat(train_latents).numpy(), train_opening)
-            decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps, sampler, batch_size)))
+            decoded = np.concatenate(list(pipeline.decode_latents(own_latents, initial_noise, num_inference_steps,
+                                                                  sampler, batch_size)))
             figures.update({f"ceiling_{k}": v for k, v in compare_frames(decoded, real, real_opening, landmarker).items()})
         per_clip.append(figures)
-    for figures in per_clip if with_ceiling else []:
+    for figures in per_clip if codes else []:
         own = codes[figures["clip"]]
         fit = own.get("train") or _joined([other["held_back"] for name, other in codes.items() if name != figures["clip"]])
         if fit is not None:
             figures.update(semantic_code_figures(*fit, *own["held_back"]))
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
     mean = {k: float(np.mean([c[k] for c in per_clip])) for k in numeric}
-    return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed,
-                         "pose": "real" if use_real_pose else "predicted"},
-            "mean": mean, "clips": per_clip}
+    settings = ({"semantic_only": True} if semantic_only else
+                {"steps": num_inference_steps, "sampler": sampler, "seed": seed,
+                 "pose": "real" if use_real_pose else "predicted"})
+    return {"settings": settings, "mean": mean, "clips": per_clip}

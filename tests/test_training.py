@@ -201,6 +201,25 @@ def test_dae_training_saves_a_pipeline_with_samples_and_validation(trained_dae):
     assert list((trained_dae / "samples").glob("step-*.png"))
 
 
+def test_a_dae_without_a_speech2latent_is_measured_by_its_semantic_code_alone(dataset, trained_dae, tmp_path):
+    from talking_head.cli import main
+    from talking_head.errors import ModelError
+    from talking_head.evaluation.holdout import evaluate_on_holdout
+
+    pipeline = DAETalkerPipeline.from_pretrained(trained_dae / "model")
+    with pytest.raises(ModelError, match="no speech2latent.*--semantic-only"):
+        evaluate_on_holdout(pipeline, dataset)
+    report_path = tmp_path / "semantic.json"
+    assert main(["evaluate", "--data", str(dataset.root), "--model", str(trained_dae / "model"), "--semantic-only",
+                 "-o", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["settings"] == {"semantic_only": True}
+    # only what the code holds, read out along directions fitted on the clip's training frames; no frame was drawn
+    assert set(report["mean"]) == {"semantic_dimensions_99pct_variance", "semantic_mouth_readout_correlation"}
+    assert 1 <= report["mean"]["semantic_dimensions_99pct_variance"] <= pipeline.semantic_encoder.config.out_dim
+    assert report["mean"] == evaluate_on_holdout(pipeline, dataset, semantic_only=True)["mean"]
+
+
 def test_speech2latent_training_lowers_the_loss_and_completes_a_pipeline_that_generates(dataset, trained_dae, tmp_path):
     task = Speech2LatentTask(dataset, trained_dae / "model", preset="tiny", window_frames=20)
     train(task, tmp_path, max_steps=60)
@@ -240,6 +259,12 @@ def test_held_back_evaluation_measures_each_stage_of_the_bundled_dae_and_fits_it
     assert 1 <= figures["semantic_dimensions_99pct_variance"] <= pipeline.semantic_encoder.config.out_dim
     for clip in report["clips"]:
         assert -1 <= clip["semantic_mouth_readout_correlation"] <= 1
+    # measured alone, the semantic code gives the same figures, and nothing is drawn
+    alone = evaluate_on_holdout(pipeline, held_out, semantic_only=True)
+    for clip, clip_alone in zip(report["clips"], alone["clips"]):
+        assert "psnr" not in clip_alone
+        for key in ("semantic_dimensions_99pct_variance", "semantic_mouth_readout_correlation"):
+            assert clip_alone[key] == pytest.approx(clip[key], abs=1e-6)
 
 
 def test_semantic_code_figures_find_how_many_directions_codes_use_and_whether_they_hold_the_mouth():
