@@ -4,7 +4,8 @@ Targets: each frame's landmarks with the head motion taken out (a similarity fit
 onto the clip's first training frame's), as displacements from a reference frame of the same clip drawn at
 random (at inference, the portrait). Inputs: speech features, the clip's voice embedding and the
 reference landmarks. Loss: the paper's mean squared landmark error, plus, with `mouth_opening_weight`, the squared
-error of the mouth opening (the vertical gap between the facing inner-lip points) that the evaluation measures.
+error of the vertical gap between the facing inner-lip points (the points of the evaluation's mouth opening, which
+takes their distance over the eye distance; here the head motion is already taken out, so the gap is vertical).
 Each training window and its reference face get the same random change of shape (rotation, width, height,
 position), so that the model must take the face from the reference and cannot recall it from the voice.
 """
