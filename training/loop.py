@@ -116,6 +116,8 @@ class Trainer:
         prepared = self.accelerator.prepare(*self.modules.values(), self.optimizer)
         self.modules = dict(zip(names, prepared[:-1]))
         self.optimizer = prepared[-1]
+        for ema in self.emas.values():  # the shadow weights live beside the trained ones (on the GPU, if any)
+            ema.to(self.accelerator.device)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:

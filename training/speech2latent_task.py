@@ -15,6 +15,7 @@ from ..media.images import to_model_range
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
+from .latent_cache import encoding_device
 from .loop import module_device
 
 POSE_LOSS_WEIGHT = 0.1
@@ -31,7 +32,7 @@ class Speech2LatentTask:
             raise ValueError(f"the dataset has no {feature_kind} features; it holds {', '.join(dataset.feature_kinds)}")
         self.dataset = dataset
         self.window_frames = window_frames
-        self.pipeline = DAETalkerPipeline.from_pretrained(dae)
+        self.pipeline = DAETalkerPipeline.from_pretrained(dae).to(encoding_device())
         self.sequences = {"train": [], "val": []}
         for clip in dataset.clips:
             for split in self.sequences:
@@ -42,7 +43,7 @@ class Speech2LatentTask:
                 self.sequences[split].append({
                     "features": dataset.clip_array(clip, f"features-{feature_kind}", split),
                     "pose": dataset.clip_array(clip, "pose", split),
-                    "latents": torch.cat([self.pipeline.encode_frames(chunk) for chunk in images.split(64)]),
+                    "latents": torch.cat([self.pipeline.encode_frames(chunk).cpu() for chunk in images.split(64)]),
                     "images": images,
                 })
         features_config = dataset.feature_kinds[feature_kind]
