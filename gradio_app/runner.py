@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .. import jobs
@@ -20,6 +19,7 @@ from ..bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from ..errors import TalkingHeadError
 from ..faces.portrait import load_portrait
 from ..media.audio import SAMPLE_RATE, load_audio
+from ..pipelines.base import default_device
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
 from ..pipelines.settings import SamplingSettings
@@ -127,10 +127,6 @@ def output_path(suffix: str = ".mp4") -> Path:
     return folder / f"{uuid.uuid4().hex}{suffix}"
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _on_the_page(job: Iterator[jobs.Progress]) -> Iterator[PageProgress]:
     for step in job:
         yield PageProgress(STAGES[step.stage], step.done, step.total)
@@ -141,7 +137,7 @@ def run_dae_talker(*, model: str, audio: str, pose_video: str | None, steps: int
                    output_size: int, batch_size: int, output: Path) -> Iterator[PageProgress]:
     """DAE-Talker: speech to `output` (mp4), stage by stage."""
     settings = SamplingSettings(int(steps), sampler, int(seed), int(batch_size))  # checked before the model loads
-    pipeline = load_pipeline(DAETalkerPipeline, model).to(_device())
+    pipeline = load_pipeline(DAETalkerPipeline, model).to(default_device())
     yield from _on_the_page(jobs.dae_talker_video(pipeline, audio, output, settings=settings,
                                                   pose_from=pose_video or None, output_size=int(output_size) or None))
 
@@ -151,7 +147,7 @@ def run_landmark(*, model: str, audio: str, portrait: np.ndarray, pose_video: st
                  seed: int, face_index: int, batch_size: int, output: Path, preview: Path) -> Iterator[PageProgress]:
     """Landmark-guided: speech plus portrait to `output` (mp4) and the landmark drawings to `preview`, stage by stage."""
     settings = SamplingSettings(int(steps), sampler, int(seed), int(batch_size))  # checked before the model loads
-    pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(_device())
+    pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(default_device())
     yield from _on_the_page(jobs.landmark_video(pipeline, audio, portrait, output, settings=settings,
                                                 pose_from=pose_video or None, face=int(face_index),
                                                 landmark_preview_path=preview))

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import TalkingHeadError
+from ..pipelines.base import default_device
 
 # The folder under ComfyUI's models/ that holds the pack's pipelines; Hub downloads go to its hub/ cache.
 MODEL_FOLDER = "talking_head"
@@ -71,7 +72,7 @@ def device() -> torch.device:
     model_management = _comfy("comfy.model_management")
     if model_management is not None:
         return model_management.get_torch_device()
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return default_device()
 
 
 def offload_device() -> torch.device:

@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 TRAINING_RECORD = "training.json"
 
 
+def default_device() -> torch.device:
+    """CUDA when there is a GPU, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def public_model_name(name_or_path: str | os.PathLike) -> str:
     """How outputs and saved folders name a model: its Hub repo id, or a local folder's own name, never a path."""
     text = str(name_or_path)

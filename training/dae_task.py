@@ -21,11 +21,11 @@ from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.presets import DAE_UNET_PRESETS, DIFFAE_SCHEDULER_CONFIG, SEMANTIC_ENCODER_PRESETS
 from ..hub_models.semantic_encoder import SemanticEncoder
 from ..media.images import to_model_range
-from ..pipelines.base import TRAINING_RECORD, read_json_record
+from ..pipelines.base import TRAINING_RECORD, default_device, read_json_record
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
-from .latent_cache import autoencoder_fingerprint, cached_raw_latents, encoding_device
+from .latent_cache import autoencoder_fingerprint, cached_raw_latents
 from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
@@ -76,7 +76,7 @@ class DAETask:
         self.val_images = dataset.frames("val", image_size)
         self.vae, self.autoencoder_record = None, None
         if autoencoder is not None:
-            self.vae = load_autoencoder(autoencoder).to(encoding_device())
+            self.vae = load_autoencoder(autoencoder).to(default_device())  # encodes the cache on the GPU, if any
             self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
             self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         self.train_targets, self.val_targets = self.train_images, self.val_images

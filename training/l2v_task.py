@@ -33,11 +33,11 @@ from ..hub_models.presets import (
     LANDMARK_ENCODER_PRESETS,
 )
 from ..media.images import to_uint8
-from ..pipelines.base import TRAINING_RECORD, read_json_record
+from ..pipelines.base import TRAINING_RECORD, default_device, read_json_record
 from ..pipelines.landmark import LandmarkDiffusionPipeline, masked_images
 from ..data.dataset import Clip, TalkingHeadDataset, resize_images
 from .images import psnr, save_image_grid
-from .latent_cache import autoencoder_fingerprint, cached_raw_latents, encoding_device
+from .latent_cache import autoencoder_fingerprint, cached_raw_latents
 from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
@@ -61,7 +61,7 @@ class L2VTask:
             autoencoder = self._continue_from(Path(init), autoencoder)
         elif autoencoder is None:
             raise TalkingHeadError("L2V needs a frame autoencoder folder, or a landmark pipeline to continue from")
-        self.vae = load_autoencoder(autoencoder).to(encoding_device())
+        self.vae = load_autoencoder(autoencoder).to(default_device())  # encodes the cache on the GPU, if any
         self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
         self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         factor = downsampling_factor(self.vae)

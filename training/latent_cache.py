@@ -22,12 +22,6 @@ from ..data.dataset import Clip
 ENCODE_BATCH = 64
 
 
-def encoding_device() -> torch.device:
-    """Where a task's frozen autoencoder encodes its cache: the GPU when there is one (the trained models move
-    there under accelerate too), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def autoencoder_fingerprint(vae: FrameAutoencoder) -> str:
     """A short hash of the autoencoder's class and weights."""
     digest = hashlib.sha1(type(vae).__name__.encode())

@@ -12,10 +12,10 @@ from ..hub_models.presets import SPEECH2LATENT_PRESETS
 from ..hub_models.speech2latent import Speech2Latent
 from ..media.features import speech_model_of
 from ..media.images import to_model_range
+from ..pipelines.base import default_device
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
-from .latent_cache import encoding_device
 from .loop import module_device
 
 POSE_LOSS_WEIGHT = 0.1
@@ -32,7 +32,7 @@ class Speech2LatentTask:
             raise ValueError(f"the dataset has no {feature_kind} features; it holds {', '.join(dataset.feature_kinds)}")
         self.dataset = dataset
         self.window_frames = window_frames
-        self.pipeline = DAETalkerPipeline.from_pretrained(dae).to(encoding_device())
+        self.pipeline = DAETalkerPipeline.from_pretrained(dae).to(default_device())  # encodes the targets on the GPU, if any
         self.sequences = {"train": [], "val": []}
         for clip in dataset.clips:
             for split in self.sequences:
