@@ -12,7 +12,15 @@ from .bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from .errors import TalkingHeadError
 from .evaluation import ALL_METRICS as EVALUATION_METRICS
 from .faces.landmarks import LANDMARK_BACKENDS as LANDMARKER_NAMES
-from .pipelines.settings import DEFAULT_SETTINGS, MAX_BATCH_SIZE, MAX_STEPS, PAPER_SETTINGS, SAMPLER_NAMES
+from .pipelines.settings import (
+    DEFAULT_MOTION_SCALE,
+    DEFAULT_SETTINGS,
+    MAX_BATCH_SIZE,
+    MAX_MOTION_SCALE,
+    MAX_STEPS,
+    PAPER_SETTINGS,
+    SAMPLER_NAMES,
+)
 
 DEFAULT_DAE_MODEL = BUNDLED_MODELS[DAE_TALKER]
 DEFAULT_LANDMARK_MODEL = BUNDLED_MODELS[LANDMARK_DIFFUSION]
@@ -45,6 +53,20 @@ def _integer(low: int, high: int):
         return value
 
     return parse
+
+
+def _add_motion_scale(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--motion-scale", type=float,
+                        help=f"how far the mouth and jaw move, times what A2L measured when it was trained (landmark "
+                             f"pipeline; 0 to {MAX_MOTION_SCALE:g}, default {DEFAULT_MOTION_SCALE:g})")
+
+
+def _motion_scale(args) -> float:
+    """The --motion-scale asked for (the default without it); refused for DAE-Talker, whose mouth follows its
+    speech2latent."""
+    if args.motion_scale is not None and args.pipeline != "landmark":
+        raise TalkingHeadError("--motion-scale is for the landmark pipeline (--pipeline landmark)")
+    return DEFAULT_MOTION_SCALE if args.motion_scale is None else args.motion_scale
 
 
 def _mp4_path(text: str) -> str:
@@ -92,7 +114,7 @@ def _sampling(args, pipeline: str):
 
 def _generate(args) -> None:
     _require_files(audio=args.audio, portrait=args.image, pose_video=args.pose_from)
-    args.sampling = _sampling(args, args.pipeline)
+    args.sampling, args.motion_scale = _sampling(args, args.pipeline), _motion_scale(args)
     if args.pipeline == "landmark":
         _generate_landmark(args)
         return
@@ -125,6 +147,7 @@ def _generate_landmark(args) -> None:
     try:
         jobs.run(jobs.landmark_video(pipeline, args.audio, args.image, args.output, settings=args.sampling,
                                      pose_from=args.pose_from, face="largest" if args.face is None else args.face,
+                                     motion_scale=args.motion_scale,
                                      landmark_preview_path=args.preview), report)
     finally:
         close()
@@ -205,6 +228,7 @@ def _evaluate(args) -> None:
     from .data.dataset import TalkingHeadDataset
 
     sampling = vars(_sampling(args, args.pipeline))
+    motion_scale = _motion_scale(args)
     dataset = TalkingHeadDataset(args.data)
     if args.pipeline == "landmark":
         from .evaluation.landmark_holdout import evaluate_landmark_pipeline
@@ -212,7 +236,7 @@ def _evaluate(args) -> None:
 
         model = args.model or DEFAULT_LANDMARK_MODEL
         pipeline = LandmarkDiffusionPipeline.from_pretrained(model)
-        report = evaluate_landmark_pipeline(pipeline, dataset, **sampling)
+        report = evaluate_landmark_pipeline(pipeline, dataset, motion_scale=motion_scale, **sampling)
     else:
         from .evaluation.holdout import evaluate_on_holdout
         from .pipelines.dae_talker import DAETalkerPipeline
@@ -299,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image", help="portrait photo to animate (landmark pipeline)")
     generate.add_argument("--face", type=int, help="which face to animate when the portrait shows several "
                           "(0 = largest, 1 = next, ...; default: the largest)")
+    _add_motion_scale(generate)
     generate.add_argument("--preview", type=_mp4_path, help="also write the landmark drawings as a video here (landmark pipeline)")
     generate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
     _sampling_options(generate)
@@ -388,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "held-back clips")
     evaluate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
+    _add_motion_scale(evaluate)
     _sampling_options(evaluate)
     evaluate.add_argument("--real-pose", action="store_true",
                           help="drive the pose with the real one instead of the predicted (dae)")

@@ -20,7 +20,7 @@ from .media.audio import SAMPLE_RATE, load_audio
 from .media.video import VideoWriter, resize_frames, soundtrack
 from .pipelines.dae_talker import DAETalkerPipeline
 from .pipelines.landmark import LandmarkDiffusionPipeline
-from .pipelines.settings import DEFAULT_SETTINGS, SamplingSettings
+from .pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, SamplingSettings, check_motion_scale
 
 PREVIEW_SIZE = 256  # the landmark drawings' video
 PREVIEW_CHUNK = 256  # landmark drawings rendered at a time
@@ -71,14 +71,17 @@ def dae_talker_video(pipeline: DAETalkerPipeline, audio: str | os.PathLike, outp
 def landmark_video(pipeline: LandmarkDiffusionPipeline, audio: str | os.PathLike, image,
                    output_path: str | os.PathLike, *, settings: SamplingSettings | None = None,
                    pose_from: str | os.PathLike | None = None, face: int | str = "largest",
+                   motion_scale: float = DEFAULT_MOTION_SCALE,
                    landmark_preview_path: str | os.PathLike | None = None) -> Iterator[Progress]:
     """Landmark-guided: a speech file plus a portrait (path, PIL image or uint8 array) to an mp4 at `output_path`,
     at the portrait's size, step by step.
 
     `pose_from` is a video whose head motion the portrait follows (still otherwise); `face` picks a face when the
-    portrait shows several (largest first); `landmark_preview_path` also writes the landmark drawings as a video.
+    portrait shows several (largest first); `motion_scale` scales the mouth and jaw motion (1: as A2L measured it);
+    `landmark_preview_path` also writes the landmark drawings as a video.
     """
     settings = settings or DEFAULT_SETTINGS["landmark"]
+    check_motion_scale(motion_scale)
     pipeline.warn_if_untrained()
     yield Progress("face", 0, 1)
     found = pipeline.find_face(image, face)
@@ -86,7 +89,7 @@ def landmark_video(pipeline: LandmarkDiffusionPipeline, audio: str | os.PathLike
     waveform = load_audio(audio)
     features, speaker = pipeline.encode_audio(waveform)
     yield Progress("landmarks", 0, 1)
-    landmarks = pipeline.audio_to_landmarks(features, speaker, found.crop_landmarks)
+    landmarks = pipeline.audio_to_landmarks(features, speaker, found.crop_landmarks, motion_scale)
     if pose_from is not None:
         transforms = pipeline.head_motion_from_video(pose_from, len(landmarks))
     else:

@@ -26,7 +26,7 @@ from ..media.audio import SAMPLE_RATE
 from ..media.images import to_uint8
 from ..media.speaker import speaker_embedding
 from ..pipelines.landmark import masked_images
-from ..pipelines.settings import DEFAULT_SETTINGS
+from ..pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS
 from ..data.dataset import TalkingHeadDataset
 from .holdout import MAX_LAG_FRAMES, compare_frames
 from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
@@ -62,8 +62,9 @@ def _pasted_figures(generated: np.ndarray, real: np.ndarray, landmarks: np.ndarr
 @torch.no_grad()
 def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
                                num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed,
-                               batch_size: int = DEFAULTS.batch_size) -> dict:
-    """Measure A2L and L2V on every clip's held-out frames; returns per-clip and averaged figures."""
+                               batch_size: int = DEFAULTS.batch_size, motion_scale: float = DEFAULT_MOTION_SCALE) -> dict:
+    """Measure A2L and L2V on every clip's held-out frames (A2L's motion scaled by `motion_scale`, as in
+    `audio_to_landmarks`); returns per-clip and averaged figures."""
     size = pipeline.image_size
     feature_kind = pipeline.a2l.config.feature_kind
     landmarker = get_landmarker("dlib")
@@ -81,7 +82,7 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         speaker = torch.from_numpy(speaker_embedding(audio))
         face = real_landmarks[0]
         motion = np.stack([fit_similarity(face[stable], points[stable]) for points in real_landmarks])
-        predicted = pipeline.move_head(pipeline.audio_to_landmarks(features, speaker, face), motion)
+        predicted = pipeline.move_head(pipeline.audio_to_landmarks(features, speaker, face, motion_scale), motion)
         still = pipeline.move_head(np.repeat(face[None], len(motion), axis=0), motion)
         real_opening = mouth_opening(real_landmarks)
         loudness = loudness_per_frame(audio, SAMPLE_RATE, dataset.fps, len(real))
@@ -104,5 +105,6 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
             figures.update({f"{name}_{k}": v for k, v in _pasted_figures(generated, real, landmarks).items()})
         per_clip.append(figures)
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
-    return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed, "image_size": size},
+    return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed, "image_size": size,
+                         "motion_scale": motion_scale, "a2l_motion_gain": pipeline.a2l.config.motion_gain},
             "mean": {k: float(np.mean([c[k] for c in per_clip])) for k in numeric}, "clips": per_clip}

@@ -10,7 +10,7 @@ from ..errors import TalkingHeadError
 from ..media.video import probe_video
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, SAMPLER_NAMES
+from ..pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, MAX_MOTION_SCALE, PAPER_SETTINGS, SAMPLER_NAMES
 from .runner import (
     BUNDLED_DAE,
     BUNDLED_LANDMARK,
@@ -122,7 +122,7 @@ def landmark_handler(limits: Limits):
 
     def generate(portrait, audio, pose_video=None, steps=LANDMARK.num_inference_steps, seed=LANDMARK.seed,
                  longest_side=DEFAULT_PORTRAIT_SIDE, model=BUNDLED_LANDMARK, sampler=LANDMARK.sampler, face_index=0,
-                 batch_size=LANDMARK.batch_size, progress=gr.Progress()):
+                 batch_size=LANDMARK.batch_size, motion_scale=DEFAULT_MOTION_SCALE, progress=gr.Progress()):
         try:
             model = model_source(model, BUNDLED_LANDMARK, limits)
             seconds = check_audio(audio, limits)
@@ -130,7 +130,7 @@ def landmark_handler(limits: Limits):
             started, video, preview = time.monotonic(), output_path(), output_path()
             steps_run = run_landmark(model=model, audio=audio, portrait=image, pose_video=pose_video, steps=steps,
                                      sampler=sampler, seed=seed, face_index=face_index, batch_size=batch_size,
-                                     output=video, preview=preview)
+                                     motion_scale=motion_scale, output=video, preview=preview)
             for status in _follow(steps_run, progress):
                 yield gr.skip(), gr.skip(), status
             yield str(video), str(preview), _summary(seconds, video, started,
@@ -173,6 +173,9 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                     pose_video = gr.Video(label="Head motion from a video (optional; the head stays still without)",
                                           sources=["upload"])
                     steps, seed = _common_settings("landmark")
+                    motion_scale = gr.Slider(0, MAX_MOTION_SCALE, value=DEFAULT_MOTION_SCALE, step=0.05,
+                                             label="Mouth motion", info="How far the mouth and jaw move: 1 is what "
+                                             "the model measured when trained, more exaggerates, 0 keeps the face still.")
                     longest_side = gr.Slider(256, limits.max_portrait_side,
                                              value=min(DEFAULT_PORTRAIT_SIDE, limits.max_portrait_side),
                                              step=64, label="Output size (longest side, pixels)",
@@ -194,7 +197,7 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
             handler = landmark_handler(limits)
             inputs = dict(portrait=portrait, audio=audio, pose_video=pose_video, steps=steps, seed=seed,
                           longest_side=longest_side, model=model, sampler=sampler, face_index=face_index,
-                          batch_size=batch_size)
+                          batch_size=batch_size, motion_scale=motion_scale)
             event = run.click(handler, _in_order(handler, inputs), [video, preview, status], api_name="landmark")
             stop.click(None, cancels=[event])
             for examples, label in ((LANDMARK_EXAMPLES, "Examples"), (HEAD_MOTION_EXAMPLES, "With head motion from a video")):

@@ -6,6 +6,9 @@ speaker's voice embedding (GE2E). The output is, per video frame, each of the 68
 from the face's landmarks with the head held still, in the crop's normalised coordinates (-1..1).
 `moving_points` can confine the motion to the points speech moves (the mouth and chin); the others then
 keep the face's own positions, which matters when a few minutes of footage cannot teach the rest.
+`motion_gain` is what the pipeline multiplies the displacements by: a least-squares model predicts the mean of the
+motions a sound may go with, so it moves less than a real face; `train a2l` measures the gain on its validation
+frames (1 for models trained before it did).
 """
 
 import torch
@@ -24,7 +27,8 @@ class AudioToLandmarks(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, feature_dim: int = 320, speaker_dim: int = 256, hidden_dim: int = 256, content_layers: int = 2,
                  identity_layers: int = 1, dropout: float = 0.1, feature_kind: str = "logmel",
-                 feature_model_name: str | None = None, fps: float = 25.0, moving_points: list[int] | None = None):
+                 feature_model_name: str | None = None, fps: float = 25.0, moving_points: list[int] | None = None,
+                 motion_gain: float = 1.0):
         super().__init__()
         points = NUM_POINTS * 2
         self.feature_in = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.SiLU(), nn.Dropout(dropout))

@@ -7,7 +7,7 @@ from ..faces.paste import paste_back
 from ..faces.render import render_landmarks
 from ..media.video import resize_frames
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.settings import DEFAULT_SETTINGS
+from ..pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, MAX_MOTION_SCALE
 from . import services
 from .dae_nodes import check_speech_fits, track_reference_frames
 from .values import (
@@ -100,6 +100,9 @@ class A2L:
             "optional": {
                 "head_motion": (HEAD_MOTION, {"tooltip": "Head motion to follow (HeadMotionFromFrames); the head stays "
                                                          "still when unconnected. Shorter motion plays forward and backward."}),
+                "motion_scale": ("FLOAT", {"default": DEFAULT_MOTION_SCALE, "min": 0.0, "max": MAX_MOTION_SCALE,
+                                           "step": 0.05, "tooltip": "How far the mouth and jaw move, times what A2L "
+                                                                    "measured when it was trained; 0 keeps the face still."}),
             },
         }
 
@@ -109,13 +112,15 @@ class A2L:
     CATEGORY = LANDMARK_CATEGORY
     DESCRIPTION = "A2L: the face's 68 landmarks moving with the speech (and the head motion)."
 
-    def run(self, model: LandmarkDiffusionPipeline, speech: Speech, face: PortraitFace, head_motion: HeadMotion | None = None):
+    def run(self, model: LandmarkDiffusionPipeline, speech: Speech, face: PortraitFace, head_motion: HeadMotion | None = None,
+            motion_scale: float | None = None):
         check_speech_fits(speech, model)
         _check_face_fits(face, model)
         if speech.voice is None:
             raise TalkingHeadError("the speech has no voice embedding; encode it with AudioEncoder and a landmark model")
         with services.on_device(model.require_a2l()):
-            points = model.audio_to_landmarks(speech.features, speech.voice, face.crop_landmarks)
+            points = model.audio_to_landmarks(speech.features, speech.voice, face.crop_landmarks,
+                                              DEFAULT_MOTION_SCALE if motion_scale is None else motion_scale)
         if head_motion is None:
             transforms = model.still_head(len(points))
         else:

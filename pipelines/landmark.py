@@ -55,7 +55,7 @@ from ..media.speaker import speaker_embedding
 from .base import TalkingHeadPipeline, speech_waveform
 from .hub import check_speech_model_fits
 from .sampling import denoise, make_scheduler
-from .settings import DEFAULT_SETTINGS, SamplingSettings
+from .settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, SamplingSettings, check_motion_scale
 
 DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
@@ -149,15 +149,21 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         return features, torch.from_numpy(speaker_embedding(waveform, SAMPLE_RATE, encoder=self.speaker_encoder))
 
     @torch.no_grad()
-    def audio_to_landmarks(self, features: torch.Tensor, speaker: torch.Tensor, face_landmarks) -> np.ndarray:
-        """Landmarks [T,68,2] in crop pixels, one per video frame, with the head still where `face_landmarks` [68,2] is."""
+    def audio_to_landmarks(self, features: torch.Tensor, speaker: torch.Tensor, face_landmarks,
+                           motion_scale: float = DEFAULT_MOTION_SCALE) -> np.ndarray:
+        """Landmarks [T,68,2] in crop pixels, one per video frame, with the head still where `face_landmarks` [68,2] is.
+
+        A2L's displacements are multiplied by its `motion_gain` (measured when it was trained) and by `motion_scale`:
+        2 moves the mouth and jaw twice as far, 0 keeps the face still."""
+        check_motion_scale(motion_scale)
         model = self.require_a2l()
         size = self.image_size
         face = torch.as_tensor(to_unit_coordinates(np.asarray(face_landmarks, np.float32), size))
         device, dtype = model.device, model.dtype
         displacements = model(features[None].to(device, dtype), speaker[None].to(device, dtype),
                               face[None].to(device, dtype))["displacements"][0].float().cpu()
-        return from_unit_coordinates((face + displacements).numpy(), size)
+        gain = model.config.motion_gain * motion_scale
+        return from_unit_coordinates((face + gain * displacements).numpy(), size)
 
     # -- stage 3: head motion -----------------------------------------------------------------------
     def head_motion_from_video(self, video: str | os.PathLike, num_frames: int, landmark_backend: str = "dlib") -> np.ndarray:
@@ -283,17 +289,18 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     def __call__(self, speech: np.ndarray | torch.Tensor, image, sample_rate: int = SAMPLE_RATE, *,
                  head_motion: np.ndarray | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
                  sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, face: int | str = "largest",
-                 batch_size: int = DEFAULTS.batch_size, output_type: str = "np",
-                 callback: ProgressCallback | None = None) -> "LandmarkDiffusionOutput":
+                 batch_size: int = DEFAULTS.batch_size, motion_scale: float = DEFAULT_MOTION_SCALE,
+                 output_type: str = "np", callback: ProgressCallback | None = None) -> "LandmarkDiffusionOutput":
         """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) and a portrait (path, PIL image or
         uint8 array) to full-size frames in memory; writes no file (`talking_head.jobs` writes videos, streaming).
-        `head_motion` [T,2,3] moves the head (see `head_motion_from_video`; still otherwise); `callback(done, total)`
-        follows the frames."""
+        `head_motion` [T,2,3] moves the head (see `head_motion_from_video`; still otherwise); `motion_scale` scales
+        the mouth and jaw motion (see `audio_to_landmarks`); `callback(done, total)` follows the frames."""
         SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
+        check_motion_scale(motion_scale)
         self.warn_if_untrained()
         face_found = self.find_face(image, face)
         features, speaker = self.encode_audio(speech, sample_rate)
-        landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks)
+        landmarks = self.audio_to_landmarks(features, speaker, face_found.crop_landmarks, motion_scale)
         transforms = self.still_head(len(landmarks)) if head_motion is None else head_motion
         landmarks = self.move_head(landmarks, transforms)
         batches = self.generate_frames(face_found, landmarks, transforms, self.initial_noise(seed),

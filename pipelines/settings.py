@@ -5,9 +5,11 @@ The default is the fast one: DPM-Solver++ with 10 steps for DAE-Talker and 15 fo
 DAE-Talker's 10 steps draw the bundled model's held-back frames as well as 25 do (from their own codes, against the
 real frames: 24.1 dB with 10 steps, 23.9 dB with 25, 24.2 dB with 25 DDIM steps); the landmark pipeline's 15 steps
 differ from the paper's 200 DDIM steps by about 55 dB (README, Performance). `PAPER_SETTINGS` are the papers' own
-(`--paper` on the command line).
+(`--paper` on the command line). The landmark pipeline's motion scale (how far A2L's mouth and jaw move) has its
+default and range here too.
 """
 
+import numbers
 from dataclasses import dataclass
 
 from ..errors import TalkingHeadError
@@ -46,3 +48,14 @@ def _check_whole(what: str, value, low: int, high: int) -> None:
 
 DEFAULT_SETTINGS = {"dae": SamplingSettings(10), "landmark": SamplingSettings(15)}
 PAPER_SETTINGS = {"dae": SamplingSettings(100, "ddim"), "landmark": SamplingSettings(200, "ddim")}
+
+# A2L's motion as its model measured it (its `motion_gain`); the landmark pipeline's `motion_scale` multiplies it.
+DEFAULT_MOTION_SCALE = 1.0
+MAX_MOTION_SCALE = 4.0
+
+
+def check_motion_scale(motion_scale: float) -> None:
+    """One clear error for a motion scale outside 0..MAX_MOTION_SCALE."""
+    if isinstance(motion_scale, bool) or not isinstance(motion_scale, numbers.Real) \
+            or not 0 <= motion_scale <= MAX_MOTION_SCALE:
+        raise TalkingHeadError(f"motion scale must be a number from 0 to {MAX_MOTION_SCALE:g}, not {motion_scale!r}")

@@ -35,6 +35,8 @@ def test_the_bundled_model_is_trained_and_its_card_reports_measured_quality_and_
     mean = bundled.training_record["evaluation"]["mean"]
     assert mean["a2l_mouth_nme"] < 0.2 and mean["speech_psnr"] > 15
     assert isinstance(bundled.vae, TinyAutoencoder) and bundled.image_size == 128
+    # A2L's calibrated motion: its least-squares fit moved the lips and chin less than the real ones did.
+    assert bundled.a2l.config.motion_gain == bundled.training_record["a2l"]["motion_gain"] > 1
     card = (DEFAULT_LANDMARK_MODEL / "README.md").read_text()
     assert "Measured quality" in card and "Against the previous version" in card
     assert "Copyright (c) 2023 Ollin Boer Bohan" in card and (DEFAULT_LANDMARK_MODEL / "vae" / "LICENSE").is_file()

@@ -83,6 +83,7 @@ def test_generate_with_the_landmark_pipeline_animates_the_portrait(tiny_landmark
     (["--image", str(PORTRAIT), "--face", "3"], "face 3 does not exist; choose a face index from 0 (the largest) to 0"),
     (["--image", str(PORTRAIT.parent)], "is a folder, not a file"),
     (["--image", str(PORTRAIT), "--size", "128"], "keeps the portrait's size"),
+    (["--image", str(PORTRAIT), "--motion-scale", "5"], "motion scale must be a number from 0 to 4, not 5.0"),
 ])
 def test_landmark_pipeline_input_problems_end_with_one_error_line(tiny_landmark_model, tmp_path, capsys, extra, message):
     output = tmp_path / "talk.mp4"
@@ -93,10 +94,12 @@ def test_landmark_pipeline_input_problems_end_with_one_error_line(tiny_landmark_
     assert not output.exists()
 
 
-def test_dae_talker_refuses_a_portrait(tiny_model, tmp_path, capsys):
-    assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--image", str(PORTRAIT), "--model", str(tiny_model),
-                 "-o", str(tmp_path / "o.mp4")]) == 2
+@pytest.mark.parametrize("extra", [["--image", str(PORTRAIT)], ["--motion-scale", "2"]])
+def test_dae_talker_refuses_the_landmark_pipelines_options(tiny_model, tmp_path, capsys, extra):
+    assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "-o", str(tmp_path / "o.mp4"),
+                 *extra]) == 2
     assert "--pipeline landmark" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_the_module_runs_as_a_program():

@@ -285,6 +285,9 @@ def test_the_landmark_nodes_turn_a_portrait_and_audio_into_full_size_frames(land
     assert_comfy_image(crop, 1, 32, 32)
     landmarks = node("A2L").run(landmark, speech, face)[0]
     assert landmarks.points.shape == (50, 68, 2)
+    doubled = node("A2L").run(landmark, speech, face, motion_scale=2.0)[0]  # the motion_scale widget
+    np.testing.assert_allclose(doubled.points - face.crop_landmarks, 2 * (landmarks.points - face.crop_landmarks),
+                               atol=1e-4)
     drawings, fps = node("LandmarkRender").render(landmarks, size=64)
     assert_comfy_image(drawings, 50, 64, 64)
     assert fps == 25.0 and float(drawings.max()) > 0.5

@@ -77,7 +77,7 @@ def landmark_request(files, portrait=None, audio=None, steps=2, model=None):
     portrait = handle_file(portrait or str(ASSETS / "astronaut.jpg"))
     audio = handle_file(audio or files["speech"])
     return dict(portrait=portrait, audio=audio, pose_video=None, steps=steps, seed=0, longest_side=512,
-                model=model or files["landmark"], sampler="ddim", face_index=0, batch_size=16)
+                model=model or files["landmark"], sampler="ddim", face_index=0, batch_size=16, motion_scale=1.0)
 
 
 def test_the_landmark_tab_turns_a_portrait_and_speech_into_a_video_with_its_landmarks(client, files):
@@ -100,7 +100,7 @@ def test_the_dae_talker_tab_turns_speech_into_a_video(client, files):
 def test_the_portrait_example_with_a_head_motion_video_runs_with_the_bundled_model(client):
     portrait, speech, head_motion = HEAD_MOTION_EXAMPLES[0]
     video, _, status = client.predict(handle_file(portrait), handle_file(speech), handle_file(head_motion), 10, 0, 256,
-                                      "", "ddim", 0, 16, api_name="/landmark")  # "": the bundled model
+                                      "", "ddim", 0, 16, 1.0, api_name="/landmark")  # "": the bundled model
     facts = probe_video(video)
     assert facts["has_audio"] and facts["num_frames"] == 75 and max(facts["width"], facts["height"]) == 256
     assert "Model `landmark-diffusion` (trained" in status

@@ -12,7 +12,7 @@ from PIL import Image
 from audio_files import write_wav
 from talking_head import jobs
 from talking_head.pipelines.settings import SamplingSettings
-from talking_head.errors import AudioError, FaceError, ModelError
+from talking_head.errors import AudioError, FaceError, ModelError, TalkingHeadError
 from talking_head.faces.align import (compose_affine, fit_similarity, from_unit_coordinates, invert_affine,
                                       apply_affine, to_unit_coordinates)
 from talking_head.faces.landmarks import FACE_PARTS, LEFT_EYE, OUTER_LIPS, RIGHT_EYE
@@ -133,6 +133,25 @@ def test_a2l_gives_one_landmark_frame_per_video_frame_near_the_portrait_face(tin
     landmarks = tiny.audio_to_landmarks(features, speaker, face.crop_landmarks)
     assert landmarks.shape == (50, 68, 2)  # 2 s at 25 fps
     assert np.abs(landmarks - face.crop_landmarks).max() < 2  # a ~1% motion of an untrained model
+
+
+def test_the_motion_scale_and_the_models_motion_gain_scale_a2ls_motion(tiny, face, two_seconds_of_speech):
+    features, speaker = tiny.encode_audio(two_seconds_of_speech)
+    motion = tiny.audio_to_landmarks(features, speaker, face.crop_landmarks) - face.crop_landmarks
+    assert np.abs(motion).max() > 1e-3
+    doubled = tiny.audio_to_landmarks(features, speaker, face.crop_landmarks, motion_scale=2.0) - face.crop_landmarks
+    np.testing.assert_allclose(doubled, 2 * motion, atol=1e-4)
+    still = tiny.audio_to_landmarks(features, speaker, face.crop_landmarks, motion_scale=0.0)
+    np.testing.assert_allclose(still, np.broadcast_to(face.crop_landmarks, still.shape), atol=1e-4)
+    tiny.a2l.register_to_config(motion_gain=3.0)
+    try:
+        tripled = tiny.audio_to_landmarks(features, speaker, face.crop_landmarks) - face.crop_landmarks
+    finally:
+        tiny.a2l.register_to_config(motion_gain=1.0)
+    np.testing.assert_allclose(tripled, 3 * motion, atol=1e-4)
+    for wrong in (-0.5, 4.5, float("nan")):
+        with pytest.raises(TalkingHeadError, match="motion scale must be a number from 0 to 4"):
+            tiny.audio_to_landmarks(features, speaker, face.crop_landmarks, motion_scale=wrong)
 
 
 def test_l2v_conditioning_reaches_the_unet(tiny, face):

@@ -12,6 +12,7 @@ from talking_head.cli import main
 from talking_head import jobs
 from talking_head.pipelines.settings import SamplingSettings
 from talking_head.errors import TalkingHeadError
+from talking_head.hub_models.a2l import AudioToLandmarks
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from talking_head.training.a2l_task import A2LTask
 from talking_head.training.autoencoder_task import AutoencoderTask
@@ -109,6 +110,23 @@ def test_a2l_training_lowers_the_loss_and_completes_a_pipeline_that_generates(da
 def test_a2l_without_l2v_exports_the_a2l_model_alone(dataset, tmp_path):
     train(A2LTask(dataset, preset="tiny", window_frames=30), tmp_path, max_steps=2)
     assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "model" / "training.json").exists()
+
+
+def test_the_exported_a2l_carries_the_motion_gain_measured_on_the_validation_frames(dataset, tmp_path):
+    task = A2LTask(dataset, preset="tiny", window_frames=30)
+    with torch.no_grad():
+        pairs = list(task._validation_pairs(task.model.eval()))
+    # A model that predicts the real motion at 40 % of its size needs a gain of 2.5.
+    task._validation_pairs = lambda model: [(real[:1] + 0.4 * (real - real[:1]), real) for _, real in pairs]
+    assert task.motion_gain(task.model) == pytest.approx(2.5, rel=1e-5)
+    task._validation_pairs = lambda model: [(np.repeat(real[:1], len(real), axis=0), real) for _, real in pairs]
+    assert task.motion_gain(task.model) == 1.0  # no predicted motion: nothing to measure
+
+    train(A2LTask(dataset, preset="tiny", window_frames=30), tmp_path, max_steps=2)
+    exported = AudioToLandmarks.from_pretrained(tmp_path / "model")
+    record = json.loads((tmp_path / "model" / "training.json").read_text())["a2l"]
+    assert exported.config.motion_gain == record["motion_gain"] > 0
+    assert exported.config.motion_gain == pytest.approx(A2LTask(dataset, preset="tiny").motion_gain(exported.eval()))
 
 
 def test_the_mouth_opening_loss_adds_the_error_of_the_inner_lips_gap(dataset, tmp_path):

@@ -8,6 +8,7 @@ error of the vertical gap between the facing inner-lip points (the points of the
 takes their distance over the eye distance; here the head motion is already taken out, so the gap is vertical).
 Each training window and its reference face get the same random change of shape (rotation, width, height,
 position), so that the model must take the face from the reference and cannot recall it from the voice.
+At export the model's `motion_gain` is measured on the validation frames (see `motion_gain`).
 """
 
 import json
@@ -167,10 +168,26 @@ class A2LTask:
         save_image_grid([to_model_range(r) for r in rows], path)
         return {}
 
+    @torch.no_grad()
+    def motion_gain(self, model) -> float:
+        """How much more the real moving points move than the predicted ones on the validation frames: the square
+        root of the ratio of their summed squared deviations from each clip's mean position (1 without validation
+        frames, or when the predicted motion is under a millionth of the real one)."""
+        moving = model.moving.reshape(-1, 2)[:, 0].bool().cpu().numpy()
+        real_spread = predicted_spread = 0.0
+        for predicted, real in self._validation_pairs(model):
+            predicted, real = predicted[:, moving].astype(np.float64), real[:, moving].astype(np.float64)
+            real_spread += float(((real - real.mean(0)) ** 2).sum())
+            predicted_spread += float(((predicted - predicted.mean(0)) ** 2).sum())
+        if not real_spread or predicted_spread < real_spread * 1e-12:
+            return 1.0
+        return float(np.sqrt(real_spread / predicted_spread))
+
     def export(self, modules, output_dir: Path, training_summary: dict):
         model = modules["a2l"].eval()
+        model.register_to_config(motion_gain=self.motion_gain(model))
         record = {**training_summary, "feature_kind": model.config.feature_kind, "dataset": self.dataset.name,
-                  "mouth_opening_weight": self.mouth_opening_weight,
+                  "mouth_opening_weight": self.mouth_opening_weight, "motion_gain": model.config.motion_gain,
                   "clips": [clip.name for clip in self.dataset.clips]}
         if self.l2v is None:
             model.save_pretrained(output_dir)
