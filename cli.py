@@ -13,7 +13,9 @@ from .errors import TalkingHeadError
 from .evaluation import ALL_METRICS as EVALUATION_METRICS
 from .faces.landmarks import LANDMARK_BACKENDS as LANDMARKER_NAMES
 from .pipelines.settings import (
+    DEFAULT_LOWER_FACE,
     DEFAULT_MOTION_SCALE,
+    LOWER_FACES,
     DEFAULT_SETTINGS,
     MAX_BATCH_SIZE,
     MAX_MOTION_SCALE,
@@ -55,18 +57,24 @@ def _integer(low: int, high: int):
     return parse
 
 
-def _add_motion_scale(parser: argparse.ArgumentParser) -> None:
+def _add_landmark_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion-scale", type=float,
                         help=f"how far the mouth and jaw move, times what A2L measured when it was trained (landmark "
                              f"pipeline; 0 to {MAX_MOTION_SCALE:g}, default {DEFAULT_MOTION_SCALE:g})")
+    parser.add_argument("--lower-face", choices=LOWER_FACES,
+                        help="warped: the portrait's own lower face moved onto the landmarks, L2V drawing inside the "
+                             "mouth; drawn: all of it drawn by L2V, as in the paper (landmark pipeline; default "
+                             f"{DEFAULT_LOWER_FACE})")
 
 
-def _motion_scale(args) -> float:
-    """The --motion-scale asked for (the default without it); refused for DAE-Talker, whose mouth follows its
-    speech2latent."""
-    if args.motion_scale is not None and args.pipeline != "landmark":
-        raise TalkingHeadError("--motion-scale is for the landmark pipeline (--pipeline landmark)")
-    return DEFAULT_MOTION_SCALE if args.motion_scale is None else args.motion_scale
+def _landmark_options(args) -> tuple[float, str]:
+    """The --motion-scale and --lower-face asked for (the defaults without them); refused for DAE-Talker, whose
+    mouth follows its speech2latent and whose decoder draws the whole frame."""
+    for option, value in (("--motion-scale", args.motion_scale), ("--lower-face", args.lower_face)):
+        if value is not None and args.pipeline != "landmark":
+            raise TalkingHeadError(f"{option} is for the landmark pipeline (--pipeline landmark)")
+    return (DEFAULT_MOTION_SCALE if args.motion_scale is None else args.motion_scale,
+            args.lower_face or DEFAULT_LOWER_FACE)
 
 
 def _mp4_path(text: str) -> str:
@@ -114,7 +122,8 @@ def _sampling(args, pipeline: str):
 
 def _generate(args) -> None:
     _require_files(audio=args.audio, portrait=args.image, pose_video=args.pose_from)
-    args.sampling, args.motion_scale = _sampling(args, args.pipeline), _motion_scale(args)
+    args.sampling = _sampling(args, args.pipeline)
+    args.motion_scale, args.lower_face = _landmark_options(args)
     if args.pipeline == "landmark":
         _generate_landmark(args)
         return
@@ -147,7 +156,7 @@ def _generate_landmark(args) -> None:
     try:
         jobs.run(jobs.landmark_video(pipeline, args.audio, args.image, args.output, settings=args.sampling,
                                      pose_from=args.pose_from, face="largest" if args.face is None else args.face,
-                                     motion_scale=args.motion_scale,
+                                     motion_scale=args.motion_scale, lower_face=args.lower_face,
                                      landmark_preview_path=args.preview), report)
     finally:
         close()
@@ -228,7 +237,7 @@ def _evaluate(args) -> None:
     from .data.dataset import TalkingHeadDataset
 
     sampling = vars(_sampling(args, args.pipeline))
-    motion_scale = _motion_scale(args)
+    motion_scale, lower_face = _landmark_options(args)
     dataset = TalkingHeadDataset(args.data)
     if args.pipeline == "landmark":
         from .evaluation.landmark_holdout import evaluate_landmark_pipeline
@@ -236,7 +245,8 @@ def _evaluate(args) -> None:
 
         model = args.model or DEFAULT_LANDMARK_MODEL
         pipeline = LandmarkDiffusionPipeline.from_pretrained(model)
-        report = evaluate_landmark_pipeline(pipeline, dataset, motion_scale=motion_scale, **sampling)
+        report = evaluate_landmark_pipeline(pipeline, dataset, motion_scale=motion_scale, lower_face=lower_face,
+                                            **sampling)
     else:
         from .evaluation.holdout import evaluate_on_holdout
         from .pipelines.dae_talker import DAETalkerPipeline
@@ -323,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image", help="portrait photo to animate (landmark pipeline)")
     generate.add_argument("--face", type=int, help="which face to animate when the portrait shows several "
                           "(0 = largest, 1 = next, ...; default: the largest)")
-    _add_motion_scale(generate)
+    _add_landmark_options(generate)
     generate.add_argument("--preview", type=_mp4_path, help="also write the landmark drawings as a video here (landmark pipeline)")
     generate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
     _sampling_options(generate)
@@ -413,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "held-back clips")
     evaluate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae")
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
-    _add_motion_scale(evaluate)
+    _add_landmark_options(evaluate)
     _sampling_options(evaluate)
     evaluate.add_argument("--real-pose", action="store_true",
                           help="drive the pose with the real one instead of the predicted (dae)")

@@ -20,7 +20,14 @@ from .media.audio import SAMPLE_RATE, load_audio
 from .media.video import VideoWriter, resize_frames, soundtrack
 from .pipelines.dae_talker import DAETalkerPipeline
 from .pipelines.landmark import LandmarkDiffusionPipeline
-from .pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, SamplingSettings, check_motion_scale
+from .pipelines.settings import (
+    DEFAULT_LOWER_FACE,
+    DEFAULT_MOTION_SCALE,
+    DEFAULT_SETTINGS,
+    SamplingSettings,
+    check_lower_face,
+    check_motion_scale,
+)
 
 PREVIEW_SIZE = 256  # the landmark drawings' video
 PREVIEW_CHUNK = 256  # landmark drawings rendered at a time
@@ -71,17 +78,19 @@ def dae_talker_video(pipeline: DAETalkerPipeline, audio: str | os.PathLike, outp
 def landmark_video(pipeline: LandmarkDiffusionPipeline, audio: str | os.PathLike, image,
                    output_path: str | os.PathLike, *, settings: SamplingSettings | None = None,
                    pose_from: str | os.PathLike | None = None, face: int | str = "largest",
-                   motion_scale: float = DEFAULT_MOTION_SCALE,
+                   motion_scale: float = DEFAULT_MOTION_SCALE, lower_face: str = DEFAULT_LOWER_FACE,
                    landmark_preview_path: str | os.PathLike | None = None) -> Iterator[Progress]:
     """Landmark-guided: a speech file plus a portrait (path, PIL image or uint8 array) to an mp4 at `output_path`,
     at the portrait's size, step by step.
 
     `pose_from` is a video whose head motion the portrait follows (still otherwise); `face` picks a face when the
     portrait shows several (largest first); `motion_scale` scales the mouth and jaw motion (1: as A2L measured it);
+    `lower_face` says how the lower face is made (see `LandmarkDiffusionPipeline.draw_crops`);
     `landmark_preview_path` also writes the landmark drawings as a video.
     """
     settings = settings or DEFAULT_SETTINGS["landmark"]
     check_motion_scale(motion_scale)
+    check_lower_face(lower_face)
     pipeline.warn_if_untrained()
     yield Progress("face", 0, 1)
     found = pipeline.find_face(image, face)
@@ -97,7 +106,7 @@ def landmark_video(pipeline: LandmarkDiffusionPipeline, audio: str | os.PathLike
     landmarks = pipeline.move_head(landmarks, transforms)
     frames = pipeline.generate_frames(found, landmarks, transforms, pipeline.initial_noise(settings.seed),
                                       num_inference_steps=settings.num_inference_steps, sampler=settings.sampler,
-                                      batch_size=settings.batch_size)
+                                      batch_size=settings.batch_size, lower_face=lower_face)
     with contextlib.ExitStack() as files:
         if landmark_preview_path is not None:
             preview = files.enter_context(_video(pipeline, landmark_preview_path, audio, waveform, settings))

@@ -9,9 +9,10 @@ references, as when dubbing a video (the paper's test set-up). Figures:
   correlation of the predicted mouth opening with the real one;
 - the frame autoencoder: PSNR and SSIM of the real face crops encoded and decoded (the ceiling of L2V);
 - L2V from the real landmarks (its ceiling) and the whole pipeline from speech: PSNR and SSIM of the face
-  crop as the pipeline draws it (L2V, then the skin colour of the identity crop), of the real crop with the
-  drawn lower face pasted in (what a dubbed video shows) and of the pasted pixels alone
-  (`lower_face_psnr`), and the mouth opening found by dlib in the generated frames against the real one;
+  crop as the pipeline makes it (L2V, the skin colour of the identity crop, and with `lower_face="warped"` the
+  identity crop warped onto the landmarks everywhere but inside the mouth), of the real crop with that lower face
+  pasted in (what a dubbed video shows) and of the pasted pixels alone (`lower_face_psnr`), and the mouth
+  opening found by dlib in the generated frames against the real one;
 - speech sync: how the mouth opening follows the loudness of the speech, in the real and generated frames.
 """
 
@@ -26,7 +27,7 @@ from ..media.audio import SAMPLE_RATE
 from ..media.images import to_uint8
 from ..media.speaker import speaker_embedding
 from ..pipelines.landmark import masked_images
-from ..pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS
+from ..pipelines.settings import DEFAULT_LOWER_FACE, DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, check_lower_face
 from ..data.dataset import TalkingHeadDataset
 from .holdout import MAX_LAG_FRAMES, compare_frames
 from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
@@ -34,7 +35,8 @@ from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
 DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
 
-def _frames(pipeline, landmarks, real_uint8, identity_landmarks, noise, steps, sampler, batch_size) -> np.ndarray:
+def _frames(pipeline, landmarks, real_uint8, identity_landmarks, noise, steps, sampler, batch_size,
+            lower_face) -> np.ndarray:
     """The pipeline's face crops for `landmarks`, the first real crop the identity, the real crops with the
     lower face blanked the pose references."""
     size = pipeline.image_size
@@ -43,7 +45,8 @@ def _frames(pipeline, landmarks, real_uint8, identity_landmarks, noise, steps, s
         batch = landmarks[start:start + batch_size]
         keep = 1 - lower_face_mask(batch, size)[..., None]
         pose = masked_images(real_uint8[start:start + batch_size], keep)
-        outputs.append(pipeline.draw_crops(batch, pose, real_uint8[0], identity_landmarks, noise, steps, sampler))
+        outputs.append(pipeline.draw_crops(batch, pose, real_uint8[0], identity_landmarks, noise, steps, sampler,
+                                           lower_face))
     return np.concatenate(outputs)
 
 
@@ -62,9 +65,12 @@ def _pasted_figures(generated: np.ndarray, real: np.ndarray, landmarks: np.ndarr
 @torch.no_grad()
 def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
                                num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed,
-                               batch_size: int = DEFAULTS.batch_size, motion_scale: float = DEFAULT_MOTION_SCALE) -> dict:
+                               batch_size: int = DEFAULTS.batch_size, motion_scale: float = DEFAULT_MOTION_SCALE,
+                               lower_face: str = DEFAULT_LOWER_FACE) -> dict:
     """Measure A2L and L2V on every clip's held-out frames (A2L's motion scaled by `motion_scale`, as in
-    `audio_to_landmarks`); returns per-clip and averaged figures."""
+    `audio_to_landmarks`; the lower face made as `lower_face` says, as in `draw_crops`); returns per-clip and
+    averaged figures."""
+    check_lower_face(lower_face)
     size = pipeline.image_size
     feature_kind = pipeline.a2l.config.feature_kind
     landmarker = get_landmarker("dlib")
@@ -99,12 +105,13 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         figures.update({f"autoencoder_{k}": v for k, v in
                         compare_frames(reconstructed, real_images, real_opening, landmarker).items()})
         for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
-            generated = _frames(pipeline, landmarks, real, face, noise, num_inference_steps, sampler, batch_size)
+            generated = _frames(pipeline, landmarks, real, face, noise, num_inference_steps, sampler, batch_size,
+                                lower_face)
             figures.update({f"{name}_{k}": v for k, v in
                             compare_frames(generated, real_images, real_opening, landmarker, loudness).items()})
             figures.update({f"{name}_{k}": v for k, v in _pasted_figures(generated, real, landmarks).items()})
         per_clip.append(figures)
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, (int, float)) and k != "frames"]
     return {"settings": {"steps": num_inference_steps, "sampler": sampler, "seed": seed, "image_size": size,
-                         "motion_scale": motion_scale, "a2l_motion_gain": pipeline.a2l.config.motion_gain},
+                         "motion_scale": motion_scale, "lower_face": lower_face, "a2l_motion_gain": pipeline.a2l.config.motion_gain},
             "mean": {k: float(np.mean([c[k] for c in per_clip])) for k in numeric}, "clips": per_clip}

@@ -22,7 +22,7 @@ from ..media.audio import SAMPLE_RATE, load_audio
 from ..pipelines.base import default_device
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.settings import SamplingSettings, check_motion_scale
+from ..pipelines.settings import SamplingSettings, check_lower_face, check_motion_scale
 
 # The bundled models by the names the page shows and takes; their folders never reach the page.
 BUNDLED_DAE, BUNDLED_LANDMARK = DAE_TALKER, LANDMARK_DIFFUSION
@@ -144,12 +144,14 @@ def run_dae_talker(*, model: str, audio: str, pose_video: str | None, steps: int
 
 @_gpu
 def run_landmark(*, model: str, audio: str, portrait: np.ndarray, pose_video: str | None, steps: int, sampler: str,
-                 seed: int, face_index: int, batch_size: int, motion_scale: float, output: Path,
+                 seed: int, face_index: int, batch_size: int, motion_scale: float, lower_face: str, output: Path,
                  preview: Path) -> Iterator[PageProgress]:
     """Landmark-guided: speech plus portrait to `output` (mp4) and the landmark drawings to `preview`, stage by stage."""
     settings = SamplingSettings(int(steps), sampler, int(seed), int(batch_size))  # checked before the model loads
     check_motion_scale(float(motion_scale))
+    check_lower_face(lower_face)
     pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(default_device())
     yield from _on_the_page(jobs.landmark_video(pipeline, audio, portrait, output, settings=settings,
                                                 pose_from=pose_video or None, face=int(face_index),
-                                                motion_scale=float(motion_scale), landmark_preview_path=preview))
+                                                motion_scale=float(motion_scale), lower_face=lower_face,
+                                                landmark_preview_path=preview))

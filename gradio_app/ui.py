@@ -10,7 +10,14 @@ from ..errors import TalkingHeadError
 from ..media.video import probe_video
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, MAX_MOTION_SCALE, PAPER_SETTINGS, SAMPLER_NAMES
+from ..pipelines.settings import (
+    DEFAULT_LOWER_FACE,
+    DEFAULT_MOTION_SCALE,
+    DEFAULT_SETTINGS,
+    MAX_MOTION_SCALE,
+    PAPER_SETTINGS,
+    SAMPLER_NAMES,
+)
 from .runner import (
     BUNDLED_DAE,
     BUNDLED_LANDMARK,
@@ -122,7 +129,8 @@ def landmark_handler(limits: Limits):
 
     def generate(portrait, audio, pose_video=None, steps=LANDMARK.num_inference_steps, seed=LANDMARK.seed,
                  longest_side=DEFAULT_PORTRAIT_SIDE, model=BUNDLED_LANDMARK, sampler=LANDMARK.sampler, face_index=0,
-                 batch_size=LANDMARK.batch_size, motion_scale=DEFAULT_MOTION_SCALE, progress=gr.Progress()):
+                 batch_size=LANDMARK.batch_size, motion_scale=DEFAULT_MOTION_SCALE, lower_face=DEFAULT_LOWER_FACE,
+                 progress=gr.Progress()):
         try:
             model = model_source(model, BUNDLED_LANDMARK, limits)
             seconds = check_audio(audio, limits)
@@ -130,7 +138,8 @@ def landmark_handler(limits: Limits):
             started, video, preview = time.monotonic(), output_path(), output_path()
             steps_run = run_landmark(model=model, audio=audio, portrait=image, pose_video=pose_video, steps=steps,
                                      sampler=sampler, seed=seed, face_index=face_index, batch_size=batch_size,
-                                     motion_scale=motion_scale, output=video, preview=preview)
+                                     motion_scale=motion_scale, lower_face=lower_face, output=video,
+                                     preview=preview)
             for status in _follow(steps_run, progress):
                 yield gr.skip(), gr.skip(), status
             yield str(video), str(preview), _summary(seconds, video, started,
@@ -187,6 +196,9 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                         sampler, batch_size = _folded_settings("landmark")
                         face_index = gr.Number(value=0, precision=0, minimum=0, label="Face",
                                                info="With several faces: 0 is the largest, 1 the next, ...")
+                        lower_face = gr.Radio([("The portrait's own, moved; L2V draws the mouth", "warped"),
+                                               ("All drawn by L2V (the paper's way)", "drawn")],
+                                              value=DEFAULT_LOWER_FACE, label="Lower face")
                     with gr.Row():
                         run = gr.Button("Generate", variant="primary")
                         stop = gr.Button("Stop")
@@ -197,7 +209,7 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
             handler = landmark_handler(limits)
             inputs = dict(portrait=portrait, audio=audio, pose_video=pose_video, steps=steps, seed=seed,
                           longest_side=longest_side, model=model, sampler=sampler, face_index=face_index,
-                          batch_size=batch_size, motion_scale=motion_scale)
+                          batch_size=batch_size, motion_scale=motion_scale, lower_face=lower_face)
             event = run.click(handler, _in_order(handler, inputs), [video, preview, status], api_name="landmark")
             stop.click(None, cancels=[event])
             for examples, label in ((LANDMARK_EXAMPLES, "Examples"), (HEAD_MOTION_EXAMPLES, "With head motion from a video")):

@@ -7,7 +7,7 @@ from ..faces.paste import paste_back
 from ..faces.render import render_landmarks
 from ..media.video import resize_frames
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, MAX_MOTION_SCALE
+from ..pipelines.settings import DEFAULT_LOWER_FACE, DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, LOWER_FACES, MAX_MOTION_SCALE
 from . import services
 from .dae_nodes import check_speech_fits, track_reference_frames
 from .values import (
@@ -164,17 +164,23 @@ class L2VDenoise:
             "sampler": SAMPLER,
             "seed": SEED,
             "batch_size": BATCH_SIZE,
+        }, "optional": {
+            "lower_face": (list(LOWER_FACES), {"default": DEFAULT_LOWER_FACE, "tooltip": (
+                "warped: the portrait's own lower face moved onto the landmarks, L2V drawing inside the mouth; "
+                "drawn: all of it drawn by L2V, as in the paper.")}),
         }}
 
     RETURN_TYPES = ("IMAGE", "FLOAT")
     RETURN_NAMES = ("crops", "fps")
     FUNCTION = "denoise"
     CATEGORY = LANDMARK_CATEGORY
-    DESCRIPTION = "L2V latent diffusion: one face crop per frame, every frame from one noise image. Paste them back with PasteBack."
+    DESCRIPTION = ("L2V latent diffusion: one face crop per frame, every frame from one noise image; by default the "
+                   "portrait's own lower face, warped onto the landmarks, keeps all but L2V's mouth. Paste them back "
+                   "with PasteBack.")
 
     def denoise(self, model: LandmarkDiffusionPipeline, face: PortraitFace, landmarks: Landmarks,
                 steps=LANDMARK.num_inference_steps, sampler=LANDMARK.sampler, seed=LANDMARK.seed,
-                batch_size=LANDMARK.batch_size):
+                batch_size=LANDMARK.batch_size, lower_face: str | None = None):
         _check_face_fits(face, model)
         if landmarks.crop_size != model.image_size:
             raise TalkingHeadError(f"the landmarks are for {landmarks.crop_size}-pixel crops; this model works at {model.image_size}")
@@ -184,7 +190,8 @@ class L2VDenoise:
         with services.on_device(model.vae, model.unet, model.landmark_encoder):
             for batch in model.generate_crops(face, landmarks.points, landmarks.transforms, model.initial_noise(seed),
                                               num_inference_steps=steps, sampler=sampler, batch_size=batch_size,
-                                              callback=lambda done, total: progress.update(done)):
+                                              callback=lambda done, total: progress.update(done),
+                                              lower_face=lower_face or DEFAULT_LOWER_FACE):
                 crops.add(batch)
         return (crops.image, landmarks.fps)
 

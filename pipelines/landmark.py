@@ -6,9 +6,11 @@ head motion comes from a reference video's landmarks or the head stays still. L2
 model, then draws every frame's face crop from the rendered landmarks, a pose reference (the portrait's
 crop, moved with the head, with the lower face masked out), the identity reference (the portrait's crop)
 and the landmark coordinates (cross-attention). All frames start from one shared noise; each generated
-lower face takes the skin colour of the portrait's (a colour transfer over the lower face's skin) and is
-pasted back into the full portrait with a soft mask, so the video keeps the portrait's size, background
-and sharpness. Frames are made batch by batch and streamed to the file.
+lower face takes the skin colour of the portrait's (a colour transfer over the lower face's skin). By default
+(`lower_face="warped"`) the portrait's own lower face, moved onto each frame's landmarks by a thin-plate spline
+(the jaw line only with the head), replaces L2V's everywhere but inside the mouth; `"drawn"` keeps L2V's whole
+lower face, as in the paper. The lower face is pasted back into the full portrait with a soft mask, so the video
+keeps the portrait's size, background and sharpness. Frames are made batch by batch and streamed to the file.
 """
 
 import os
@@ -38,6 +40,7 @@ from ..faces.paste import match_skin_colour, paste_back
 from ..faces.portrait import PortraitFace, find_portrait_face
 from ..faces.render import lower_face_mask, render_landmarks
 from ..faces.tracking import ping_pong, track_landmarks
+from ..faces.warp import set_mouth, warp_to_landmarks, with_still_jaw
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.autoencoders import (
     FRAME_AUTOENCODER_CLASSES,
@@ -55,7 +58,14 @@ from ..media.speaker import speaker_embedding
 from .base import TalkingHeadPipeline, speech_waveform
 from .hub import check_speech_model_fits
 from .sampling import denoise, make_scheduler
-from .settings import DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, SamplingSettings, check_motion_scale
+from .settings import (
+    DEFAULT_LOWER_FACE,
+    DEFAULT_MOTION_SCALE,
+    DEFAULT_SETTINGS,
+    SamplingSettings,
+    check_lower_face,
+    check_motion_scale,
+)
 
 DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
@@ -251,36 +261,47 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
 
     def draw_crops(self, landmarks: np.ndarray, pose_references: torch.Tensor, identity_crop: np.ndarray,
                    identity_landmarks: np.ndarray, initial_noise: torch.Tensor,
-                   num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler) -> np.ndarray:
+                   num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler,
+                   lower_face: str = DEFAULT_LOWER_FACE) -> np.ndarray:
         """uint8 face crops [N,S,S,3]: `denoise_frames` from the identity crop (uint8 [S,S,3], its landmarks
-        [68,2]), the skin colour of each drawn lower face matched to the identity crop's."""
+        [68,2]), the skin colour of each drawn lower face matched to the identity crop's; with `lower_face`
+        "warped", the identity crop moved onto `landmarks` (its jaw line only with the head) everywhere but inside
+        the mouth."""
+        check_lower_face(lower_face)
         identity = masked_images(identity_crop[None], None)
         crops = to_uint8(self.denoise_frames(landmarks, pose_references, identity, initial_noise, num_inference_steps,
                                              sampler))
-        return match_skin_colour(crops, landmarks, identity_crop, identity_landmarks)
+        crops = match_skin_colour(crops, landmarks, identity_crop, identity_landmarks)
+        if lower_face == "warped":
+            targets = with_still_jaw(identity_landmarks, landmarks)
+            crops = set_mouth(warp_to_landmarks(identity_crop, identity_landmarks, targets), crops, landmarks)
+        return crops
 
     # -- everything ---------------------------------------------------------------------------------------
     def generate_crops(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
                        initial_noise: torch.Tensor, num_inference_steps: int = DEFAULTS.num_inference_steps,
                        sampler: str = DEFAULTS.sampler, batch_size: int = DEFAULTS.batch_size,
-                       callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
-        """Generated face crops, uint8 [B,S,S,3] batch by batch, for landmarks [T,68,2] with the head moved by `transforms`."""
+                       callback: ProgressCallback | None = None,
+                       lower_face: str = DEFAULT_LOWER_FACE) -> Iterator[np.ndarray]:
+        """Generated face crops, uint8 [B,S,S,3] batch by batch, for landmarks [T,68,2] with the head moved by
+        `transforms` (`lower_face`: see `draw_crops`)."""
         num_frames = len(landmarks)
         for start in range(0, num_frames, batch_size):
             batch_landmarks = landmarks[start:start + batch_size]
             pose = self.pose_references(face, batch_landmarks, transforms[start:start + batch_size])
             yield self.draw_crops(batch_landmarks, pose, face.crop, face.crop_landmarks, initial_noise,
-                                  num_inference_steps, sampler)
+                                  num_inference_steps, sampler, lower_face)
             if callback is not None:
                 callback(min(start + batch_size, num_frames), num_frames)
 
     def generate_frames(self, face: PortraitFace, landmarks: np.ndarray, transforms: np.ndarray,
                         initial_noise: torch.Tensor, num_inference_steps: int = DEFAULTS.num_inference_steps,
                         sampler: str = DEFAULTS.sampler, batch_size: int = DEFAULTS.batch_size,
-                        callback: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+                        callback: ProgressCallback | None = None,
+                        lower_face: str = DEFAULT_LOWER_FACE) -> Iterator[np.ndarray]:
         """Full-size uint8 frames [B,H,W,3], batch by batch: `generate_crops` pasted back into the portrait."""
         crops = self.generate_crops(face, landmarks, transforms, initial_noise, num_inference_steps, sampler,
-                                    batch_size, callback)
+                                    batch_size, callback, lower_face)
         for start, batch in zip(range(0, len(landmarks), batch_size), crops):
             stop = start + len(batch)
             yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop])
@@ -290,13 +311,16 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                  head_motion: np.ndarray | None = None, num_inference_steps: int = DEFAULTS.num_inference_steps,
                  sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed, face: int | str = "largest",
                  batch_size: int = DEFAULTS.batch_size, motion_scale: float = DEFAULT_MOTION_SCALE,
-                 output_type: str = "np", callback: ProgressCallback | None = None) -> "LandmarkDiffusionOutput":
+                 lower_face: str = DEFAULT_LOWER_FACE, output_type: str = "np",
+                 callback: ProgressCallback | None = None) -> "LandmarkDiffusionOutput":
         """Speech (a waveform [S] or [C,S] at `sample_rate`, or an audio file) and a portrait (path, PIL image or
         uint8 array) to full-size frames in memory; writes no file (`talking_head.jobs` writes videos, streaming).
         `head_motion` [T,2,3] moves the head (see `head_motion_from_video`; still otherwise); `motion_scale` scales
-        the mouth and jaw motion (see `audio_to_landmarks`); `callback(done, total)` follows the frames."""
+        the mouth and jaw motion (see `audio_to_landmarks`); `lower_face` says how the lower face is made (see
+        `draw_crops`); `callback(done, total)` follows the frames."""
         SamplingSettings(num_inference_steps, sampler, seed, batch_size)  # one clear error for a bad setting
         check_motion_scale(motion_scale)
+        check_lower_face(lower_face)
         self.warn_if_untrained()
         face_found = self.find_face(image, face)
         features, speaker = self.encode_audio(speech, sample_rate)
@@ -304,7 +328,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         transforms = self.still_head(len(landmarks)) if head_motion is None else head_motion
         landmarks = self.move_head(landmarks, transforms)
         batches = self.generate_frames(face_found, landmarks, transforms, self.initial_noise(seed),
-                                       num_inference_steps, sampler, batch_size, callback)
+                                       num_inference_steps, sampler, batch_size, callback, lower_face)
         return LandmarkDiffusionOutput(frames=self.frames_as(np.concatenate(list(batches)), output_type),
                                        landmarks=landmarks, head_motion=transforms)
 

@@ -6,7 +6,7 @@ DAE-Talker's 10 steps draw the bundled model's held-back frames as well as 25 do
 real frames: 24.1 dB with 10 steps, 23.9 dB with 25, 24.2 dB with 25 DDIM steps); the landmark pipeline's 15 steps
 differ from the paper's 200 DDIM steps by about 55 dB (README, Performance). `PAPER_SETTINGS` are the papers' own
 (`--paper` on the command line). The landmark pipeline's motion scale (how far A2L's mouth and jaw move) has its
-default and range here too.
+default and range here too, and so has its choice of lower face (`LOWER_FACES`).
 """
 
 import numbers
@@ -59,3 +59,16 @@ def check_motion_scale(motion_scale: float) -> None:
     if isinstance(motion_scale, bool) or not isinstance(motion_scale, numbers.Real) \
             or not 0 <= motion_scale <= MAX_MOTION_SCALE:
         raise TalkingHeadError(f"motion scale must be a number from 0 to {MAX_MOTION_SCALE:g}, not {motion_scale!r}")
+
+
+# How the landmark pipeline makes each frame's lower face: "warped", the portrait's own lower face moved onto the
+# frame's landmarks with L2V's drawing inside the mouth (teeth and tongue, which a warp cannot show); "drawn", all of
+# it drawn by L2V (the paper's way, blotchy on faces unlike its training footage).
+LOWER_FACES = ("warped", "drawn")
+DEFAULT_LOWER_FACE = "warped"
+
+
+def check_lower_face(lower_face: str) -> None:
+    """One clear error for a lower face other than those of LOWER_FACES."""
+    if lower_face not in LOWER_FACES:
+        raise TalkingHeadError(f"lower face must be one of {', '.join(LOWER_FACES)}, not {lower_face!r}")

@@ -94,7 +94,7 @@ def test_landmark_pipeline_input_problems_end_with_one_error_line(tiny_landmark_
     assert not output.exists()
 
 
-@pytest.mark.parametrize("extra", [["--image", str(PORTRAIT)], ["--motion-scale", "2"]])
+@pytest.mark.parametrize("extra", [["--image", str(PORTRAIT)], ["--motion-scale", "2"], ["--lower-face", "drawn"]])
 def test_dae_talker_refuses_the_landmark_pipelines_options(tiny_model, tmp_path, capsys, extra):
     assert main(["generate", "--audio", str(EXAMPLE_SPEECH), "--model", str(tiny_model), "-o", str(tmp_path / "o.mp4"),
                  *extra]) == 2
@@ -131,6 +131,7 @@ def test_pose_from_a_reference_video_drives_the_head(tiny_model, tmp_path):
     ("--steps", "100000", "100000 is out of range: use 1 to 1000"),
     ("--batch-size", "0", "0 is out of range: use 1 to 1024"),
     ("--size", "7", "7 is out of range: use 32 to 4096"),
+    ("--lower-face", "painted", "--lower-face: invalid choice: 'painted' (choose from 'warped', 'drawn')"),
 ])
 def test_settings_out_of_range_are_usage_errors_before_any_model_loads(tmp_path, capsys, option, value, message):
     with pytest.raises(SystemExit) as stopped:

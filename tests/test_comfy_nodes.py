@@ -19,6 +19,7 @@ from talking_head.nodes import services
 from talking_head.nodes.loaders import model_choices
 from talking_head.nodes.values import comfy_image
 from talking_head.errors import AudioError, FaceError, ModelError, TalkingHeadError
+from talking_head.faces.warp import mouth_masks
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
@@ -293,6 +294,9 @@ def test_the_landmark_nodes_turn_a_portrait_and_audio_into_full_size_frames(land
     assert fps == 25.0 and float(drawings.max()) > 0.5
     crops, _ = node("L2VDenoise").denoise(landmark, face, landmarks, steps=2, batch_size=16)
     assert_comfy_image(crops, 50, 32, 32)
+    drawn, _ = node("L2VDenoise").denoise(landmark, face, landmarks, steps=2, batch_size=16, lower_face="drawn")
+    outside_mouths = torch.from_numpy(mouth_masks(landmarks.points, 32) == 0)
+    assert float((drawn - crops).abs()[outside_mouths].mean()) > 2 / 255  # the lower_face widget: L2V draws it all
     frames, fps = node("PasteBack").paste(face, crops, landmarks)
     height, width = portrait.shape[1:3]
     assert_comfy_image(frames, 50, height, width)

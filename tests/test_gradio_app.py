@@ -77,7 +77,8 @@ def landmark_request(files, portrait=None, audio=None, steps=2, model=None):
     portrait = handle_file(portrait or str(ASSETS / "astronaut.jpg"))
     audio = handle_file(audio or files["speech"])
     return dict(portrait=portrait, audio=audio, pose_video=None, steps=steps, seed=0, longest_side=512,
-                model=model or files["landmark"], sampler="ddim", face_index=0, batch_size=16, motion_scale=1.0)
+                model=model or files["landmark"], sampler="ddim", face_index=0, batch_size=16, motion_scale=1.0,
+                lower_face="warped")
 
 
 def test_the_landmark_tab_turns_a_portrait_and_speech_into_a_video_with_its_landmarks(client, files):

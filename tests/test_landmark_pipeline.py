@@ -21,7 +21,9 @@ from talking_head.faces.paste import lower_face_skin, match_skin_colour, paste_i
 from talking_head.faces.render import _PART_STYLE, lower_face_mask, render_landmarks
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
-from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
+from talking_head.faces.warp import mouth_masks, set_mouth, warp_to_landmarks, with_still_jaw
+from talking_head.media.images import to_uint8
+from talking_head.pipelines.landmark import LandmarkDiffusionPipeline, masked_images
 from tiny_models import save_tiny_wav2vec2, tiny_dae_pipeline, tiny_landmark_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets"
@@ -181,6 +183,29 @@ def test_l2v_conditioning_reaches_the_unet(tiny, face):
         first = tiny.unet(torch.cat([noise, conditions], 1), 500, encoder_hidden_states=tokens).sample
         second = tiny.unet(torch.cat([noise, conditions], 1), 500, encoder_hidden_states=other_tokens).sample
     assert _changed(first, second) > 1e-4
+
+
+def test_the_warped_lower_face_is_the_portraits_own_but_inside_the_mouth(tiny, face):
+    landmarks = np.stack([face.crop_landmarks, face.crop_landmarks])
+    landmarks[1, [*range(5, 12), *range(48, 68)]] += (0, 1.5)  # the second frame's mouth and chin drop
+    pose = tiny.pose_references(face, landmarks, tiny.still_head(2))
+    noise = tiny.initial_noise(0)
+
+    def crops(lower_face):
+        return tiny.draw_crops(landmarks, pose, face.crop, face.crop_landmarks, noise, 2, "ddim", lower_face)
+
+    drawn, warped = crops("drawn"), crops("warped")
+    identity = masked_images(face.crop[None], None)
+    l2v = match_skin_colour(to_uint8(tiny.denoise_frames(landmarks, pose, identity, noise, 2, "ddim")), landmarks,
+                            face.crop, face.crop_landmarks)
+    np.testing.assert_array_equal(drawn, l2v)  # "drawn": L2V's crops, recoloured, as in the paper
+    own = warp_to_landmarks(face.crop, face.crop_landmarks, with_still_jaw(face.crop_landmarks, landmarks))
+    np.testing.assert_array_equal(warped, set_mouth(own, l2v, landmarks))
+    outside = mouth_masks(landmarks, 32) == 0
+    assert outside.mean() > 0.7 and (warped[outside] == own[outside]).all()
+    assert np.abs(own[0].astype(int) - face.crop).mean() < 1  # landmarks where they were: the portrait itself
+    with pytest.raises(TalkingHeadError, match="lower face must be one of warped, drawn, not 'painted'"):
+        crops("painted")
 
 
 def test_the_video_keeps_the_portrait_size_background_and_the_speech(tiny, two_seconds_of_speech, tmp_path):

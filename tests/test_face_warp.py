@@ -1,0 +1,80 @@
+"""The portrait's face moved onto new landmarks by a thin-plate spline, and a drawn mouth set into it."""
+
+import numpy as np
+import pytest
+
+from talking_head.faces.landmarks import INNER_LIPS
+from talking_head.faces.align import apply_affine
+from talking_head.faces.warp import JAW_POINTS, mouth_masks, set_mouth, warp_to_landmarks, with_still_jaw
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def face_points() -> np.ndarray:
+    """68 landmarks of a frontal face in a 64-pixel crop: a jaw arc, brows, nose, eyes and an open mouth."""
+    angles = np.linspace(np.pi * 0.95, np.pi * 0.05, 17)
+    jaw = np.stack([32 - 22 * np.cos(angles), 30 + 22 * np.sin(angles)], axis=1)
+    brows = np.stack([np.r_[np.linspace(14, 28, 5), np.linspace(36, 50, 5)], np.full(10, 18.0)], axis=1)
+    nose = np.stack([np.r_[np.full(4, 32.0), np.linspace(28, 36, 5)], np.r_[np.linspace(22, 34, 4), np.full(5, 36.0)]], 1)
+    eye = np.stack([np.cos(np.linspace(0, 2 * np.pi, 7)[:-1]) * 4, np.sin(np.linspace(0, 2 * np.pi, 7)[:-1]) * 2], 1)
+    eyes = np.r_[eye + (22, 24), eye + (42, 24)]
+    outer = np.stack([32 + 9 * np.cos(np.linspace(np.pi, -np.pi, 13)[:-1]),
+                      44 + 4 * np.sin(np.linspace(np.pi, -np.pi, 13)[:-1])], axis=1)
+    inner = np.stack([32 + 6 * np.cos(np.linspace(np.pi, -np.pi, 9)[:-1]),
+                      44 + 2.5 * np.sin(np.linspace(np.pi, -np.pi, 9)[:-1])], axis=1)
+    points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
+    assert points.shape == (68, 2)
+    return points
+
+
+def _textured_crop() -> np.ndarray:
+    rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+    return np.stack([columns * 4, rows * 4, (columns + rows) * 2], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def test_landmarks_that_stay_put_leave_the_crop_as_it_was(face_points):
+    crop = _textured_crop()
+    warped = warp_to_landmarks(crop, face_points, face_points[None])
+    assert warped.shape == (1, SIZE, SIZE, 3) and warped.dtype == np.uint8
+    assert np.abs(warped[0].astype(int) - crop).max() <= 1
+
+
+def test_the_pixels_follow_their_landmarks_and_the_border_holds_still(face_points):
+    crop = _textured_crop()
+    spot = np.round(face_points[66]).astype(int)  # the middle of the lower inner lip
+    crop[spot[1] - 1:spot[1] + 2, spot[0] - 1:spot[0] + 2] = (255, 0, 255)
+    lowered = face_points.copy()
+    lowered[[*range(5, 12), *range(48, 68)]] += (0, 4)  # the mouth and the chin drop 4 pixels
+    warped = warp_to_landmarks(crop, face_points, np.stack([face_points, lowered]))[1]
+    magenta = (warped[..., 0] > 200) & (warped[..., 1] < 60) & (warped[..., 2] > 200)
+    rows, columns = np.nonzero(magenta)
+    assert abs(rows.mean() - (spot[1] + 4)) < 1 and abs(columns.mean() - spot[0]) < 1
+    assert np.abs(warped[0].astype(int) - crop[0]).max() <= 1 and np.abs(warped[-1].astype(int) - crop[-1]).max() <= 1
+    assert np.abs(warped[:, 0].astype(int) - crop[:, 0]).max() <= 1
+    assert np.abs(warped[:, -1].astype(int) - crop[:, -1]).max() <= 1
+
+
+def test_the_drawn_crop_shows_only_inside_the_mouth(face_points):
+    masks = mouth_masks(face_points[None], SIZE)
+    centre = np.round(face_points[list(INNER_LIPS)].mean(0)).astype(int)
+    assert masks.shape == (1, SIZE, SIZE) and masks[0, centre[1], centre[0]] > 0.9
+    eye = np.round(face_points[36:42].mean(0)).astype(int)
+    assert masks[0, eye[1], eye[0]] == 0 and masks[0, 60, 32] == 0  # the eyes and the chin are not the mouth
+    own, drawn = np.full((1, SIZE, SIZE, 3), 40, np.uint8), np.full((1, SIZE, SIZE, 3), 200, np.uint8)
+    mixed = set_mouth(own, drawn, face_points[None])[0]
+    assert (mixed[centre[1], centre[0]] > 180).all() and (mixed[eye[1], eye[0]] == 40).all()
+    assert ((mixed >= 40) & (mixed <= 200)).all()
+
+
+def test_a_still_jaw_moves_only_with_the_head(face_points):
+    angle = np.radians(6)
+    head = np.array([[1.1 * np.cos(angle), -1.1 * np.sin(angle), 3.0], [1.1 * np.sin(angle), 1.1 * np.cos(angle), -2.0]])
+    target = apply_affine(face_points, head)
+    dropped = target.copy()
+    dropped[list(JAW_POINTS)] += (1.0, 6.0)  # a jaw dropped and pushed sideways on top of the head motion
+    held = with_still_jaw(face_points, np.stack([dropped, target]))
+    np.testing.assert_allclose(held[0, list(JAW_POINTS)], target[list(JAW_POINTS)], atol=1e-9)
+    others = [i for i in range(68) if i not in JAW_POINTS]
+    np.testing.assert_array_equal(held[0, others], dropped[others])  # the lips keep their motion
+    np.testing.assert_allclose(held[1], target, atol=1e-9)
