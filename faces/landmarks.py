@@ -28,6 +28,8 @@ RIGHT_EYE = tuple(range(36, 42))
 LEFT_EYE = tuple(range(42, 48))
 OUTER_LIPS = tuple(range(48, 60))
 INNER_LIPS = tuple(range(60, 68))
+# The jaw line under the mouth, from cheek to cheek: what speech moves besides the lips.
+CHIN = tuple(range(5, 12))
 
 FACE_PARTS = {
     "jaw": JAW,

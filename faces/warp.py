@@ -12,10 +12,7 @@ import numpy as np
 from scipy.interpolate import RBFInterpolator
 
 from .align import STABLE_POINTS, apply_affine, fit_similarity
-from .landmarks import INNER_LIPS
-
-# The jaw-line points A2L moves (hub_models/a2l.py's SPEECH_POINTS without the lips).
-JAW_POINTS = tuple(range(5, 12))
+from .landmarks import CHIN, INNER_LIPS
 
 # Points per side of the crop's border that the warp holds still.
 _BORDER_POINTS_PER_SIDE = 9
@@ -49,7 +46,7 @@ def warp_to_landmarks(image: np.ndarray, landmarks: np.ndarray, targets: np.ndar
 def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """`targets` [N,68,2] with the jaw line's points put where the face's own (`landmarks` [68,2]) go when moved
     with the head (the similarity that best puts its nose and eye corners onto each target's)."""
-    stable, jaw = list(STABLE_POINTS), list(JAW_POINTS)
+    stable, jaw = list(STABLE_POINTS), list(CHIN)
     held = np.array(targets, np.float64)
     for points in held:
         points[jaw] = apply_affine(landmarks[jaw], fit_similarity(landmarks[stable], points[stable]))

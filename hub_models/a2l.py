@@ -16,9 +16,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ..faces.landmarks import CHIN, INNER_LIPS, OUTER_LIPS
+
 NUM_POINTS = 68
 # The lips and the chin: what speech moves.
-SPEECH_POINTS = tuple(range(5, 12)) + tuple(range(48, 68))
+SPEECH_POINTS = CHIN + OUTER_LIPS + INNER_LIPS
 
 
 class AudioToLandmarks(ModelMixin, ConfigMixin):

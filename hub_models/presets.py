@@ -16,6 +16,8 @@ The official checkpoints were trained and are sampled with:
 ``DIFFAE_SCHEDULER_CONFIG`` holds the matching diffusers scheduler arguments.
 """
 
+from .a2l import SPEECH_POINTS
+
 DIFFAE_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
     "beta_schedule": "linear",
@@ -184,9 +186,9 @@ L2V_SCHEDULER_CONFIG = {
 A2L_PRESETS = {
     # The paper's widths (content and identity dimensions 256): 5.9M parameters with log-mel input.
     "paper": {"hidden_dim": 256, "content_layers": 2, "identity_layers": 1, "dropout": 0.1},
-    # For a few minutes of footage: only the lips and chin move (hub_models/a2l.py's SPEECH_POINTS).
+    # For a few minutes of footage: only the lips and chin move.
     "small": {"hidden_dim": 128, "content_layers": 2, "identity_layers": 1, "dropout": 0.2,
-              "moving_points": [*range(5, 12), *range(48, 68)]},
+              "moving_points": list(SPEECH_POINTS)},
     # For tests.
     "tiny": {"hidden_dim": 16, "content_layers": 1, "identity_layers": 1, "dropout": 0.0},
 }

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from talking_head.faces.landmarks import INNER_LIPS
 from talking_head.faces.align import apply_affine
-from talking_head.faces.warp import JAW_POINTS, mouth_masks, set_mouth, warp_to_landmarks, with_still_jaw
+from talking_head.faces.landmarks import CHIN, INNER_LIPS
+from talking_head.faces.warp import mouth_masks, set_mouth, warp_to_landmarks, with_still_jaw
 
 SIZE = 64
 
@@ -72,9 +72,9 @@ def test_a_still_jaw_moves_only_with_the_head(face_points):
     head = np.array([[1.1 * np.cos(angle), -1.1 * np.sin(angle), 3.0], [1.1 * np.sin(angle), 1.1 * np.cos(angle), -2.0]])
     target = apply_affine(face_points, head)
     dropped = target.copy()
-    dropped[list(JAW_POINTS)] += (1.0, 6.0)  # a jaw dropped and pushed sideways on top of the head motion
+    dropped[list(CHIN)] += (1.0, 6.0)  # a jaw dropped and pushed sideways on top of the head motion
     held = with_still_jaw(face_points, np.stack([dropped, target]))
-    np.testing.assert_allclose(held[0, list(JAW_POINTS)], target[list(JAW_POINTS)], atol=1e-9)
-    others = [i for i in range(68) if i not in JAW_POINTS]
+    np.testing.assert_allclose(held[0, list(CHIN)], target[list(CHIN)], atol=1e-9)
+    others = [i for i in range(68) if i not in CHIN]
     np.testing.assert_array_equal(held[0, others], dropped[others])  # the lips keep their motion
     np.testing.assert_allclose(held[1], target, atol=1e-9)
