@@ -40,14 +40,17 @@ def describe_mismatch(expected: dict, found: dict) -> str:
     return "; ".join(parts)
 
 
-def save_atomically(model, output_dir: str | Path) -> Path:
-    """`model.save_pretrained` into a staging folder beside `output_dir`, which then replaces `output_dir` whole."""
+def save_atomically(model, output_dir: str | Path, licence: str | None = None) -> Path:
+    """`model.save_pretrained` (and `licence` as LICENSE, when given) into a staging folder beside `output_dir`, which
+    then replaces `output_dir` whole."""
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
         staging.chmod(0o755)  # mkdtemp's folder is the owner's alone
         model.save_pretrained(staging)
+        if licence:
+            (staging / "LICENSE").write_text(licence)
         for path in staging.iterdir():
             path.chmod(0o644)
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -5,7 +5,7 @@ Layout of a dataset folder:
     dataset.json                    format, fps, resolution, sample rate, feature front ends, clips
     clips/<name>/frames.npy         uint8 [N,R,R,3] aligned face crops, one per video frame
     clips/<name>/audio.npy          float32 [S] mono speech at 16 kHz
-    clips/<name>/features-<kind>.npy float32 [N,F] audio features per video frame
+    clips/<name>/features-<name>.npy float32 [N,F] audio features per video frame, by front end (`clip_features`)
     clips/<name>/pose.npy           float32 [N,6] yaw, pitch, roll (degrees), tx, ty, scale
     clips/<name>/landmarks.npy      float32 [N,68,2] landmarks in crop pixels
 
@@ -13,6 +13,8 @@ Each clip is split by time: its first frames train, its last `val_fraction` vali
 """
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import TalkingHeadError
+from ..media.audio import SAMPLE_RATE
+from ..media.features import AudioFeatureExtractor
 from ..media.images import to_model_range
 
 DATASET_FORMAT = "talking-head-dataset/1"
@@ -67,8 +71,6 @@ class TalkingHeadDataset:
                 if index[key] != self.index[key]:
                     raise TalkingHeadError(f"{folder} has {key} {index[key]} but {self.root} has {self.index[key]}; "
                                            "datasets trained together must match")
-            self.index["features"] = {kind: config for kind, config in self.index["features"].items()
-                                      if index["features"].get(kind) == config}
         self.fps = float(self.index["fps"])
         self.resolution = int(self.index["resolution"])
         self.clips = [
@@ -80,11 +82,6 @@ class TalkingHeadDataset:
     def name(self) -> str:
         """The dataset folders' names (not their paths), for training records."""
         return " + ".join(root.name for root in self.roots)
-
-    @property
-    def feature_kinds(self) -> dict:
-        """The audio feature front ends this dataset holds, by kind, with their configs."""
-        return self.index["features"]
 
     def frames(self, split: str, image_size: int) -> torch.Tensor:
         """All frames of a split, resized to `image_size`, as float [N,3,S,S] in [-1,1]."""
@@ -108,6 +105,18 @@ class TalkingHeadDataset:
             chunk = torch.from_numpy(np.array(frames[first:min(first + batch * stride, stop):stride]))
             yield resize_images(to_model_range(chunk), image_size)
 
+    def clip_features(self, clip: Clip, front_end: AudioFeatureExtractor, split: str) -> torch.Tensor:
+        """A clip's speech features [N,F] from `front_end`, restricted to a split: read from the clip's
+        `features-<front_end.cache_name>.npy` when it exists, else computed from its speech once and kept there."""
+        path = clip.folder / f"features-{front_end.cache_name}.npy"
+        if not path.exists():
+            if front_end.fps != self.fps:
+                raise TalkingHeadError(f"the features are for {front_end.fps} fps but {self.root} has {self.fps} fps")
+            features = front_end(np.array(clip.array("audio")), SAMPLE_RATE)[:clip.num_frames]
+            save_array_atomically(path, features.numpy())
+        start, stop = clip.frame_range(split)
+        return torch.from_numpy(np.array(np.load(path, mmap_mode="r")[start:stop])).float()
+
     def clip_array(self, clip: Clip, what: str, split: str) -> torch.Tensor:
         """A per-frame clip array restricted to a split, as a float tensor."""
         start, stop = clip.frame_range(split)
@@ -127,6 +136,18 @@ def _read_index(root: Path) -> dict:
 def _length(clip: Clip, split: str) -> int:
     start, stop = clip.frame_range(split)
     return stop - start
+
+
+def save_array_atomically(path: Path, array: np.ndarray) -> None:
+    """Write `array` to the .npy file `path` whole, or not at all."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, array)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def resize_images(images: torch.Tensor, image_size: int) -> torch.Tensor:

@@ -60,9 +60,9 @@ def _prepare_clip(video: Path, clip_dir: Path, *, fps, resolution, val_fraction,
     np.save(clip_dir / "audio.npy", audio.astype(np.float32))
     np.save(clip_dir / "landmarks.npy", crop_landmarks)
     np.save(clip_dir / "pose.npy", estimate_head_pose(landmarks, image_size).astype(np.float32))
-    for kind, extractor in extractors.items():
+    for extractor in extractors:
         features = extractor(audio, SAMPLE_RATE).numpy()
-        np.save(clip_dir / f"features-{kind}.npy", features[:num_frames].astype(np.float32))
+        np.save(clip_dir / f"features-{extractor.cache_name}.npy", features[:num_frames].astype(np.float32))
     num_train = int(round(num_frames * (1 - val_fraction)))
     if with_speaker:
         train_audio = audio[: round(num_train / fps * SAMPLE_RATE)] if num_train else audio
@@ -91,7 +91,7 @@ def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: fl
     staging = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        extractors = {kind: AudioFeatureExtractor(kind=kind, fps=fps) for kind in feature_kinds}
+        extractors = [AudioFeatureExtractor(kind=kind, fps=fps) for kind in feature_kinds]
         landmarker = get_landmarker(landmark_backend)
         clips, names, skipped = [], set(), []
         for video in map(Path, videos):
@@ -115,7 +115,7 @@ def prepare_dataset(videos: list[str | Path], output_dir: str | Path, *, fps: fl
         index = {
             "format": DATASET_FORMAT, "fps": fps, "resolution": resolution, "sample_rate": SAMPLE_RATE,
             "landmark_backend": landmark_backend, "crop_mode": crop_mode, "crop_scale": crop_scale,
-            "features": {kind: {**e.to_config(), "dim": e.feature_dim} for kind, e in extractors.items()},
+            "features": {e.cache_name: {**e.to_config(), "dim": e.feature_dim} for e in extractors},
             "clips": clips,
             **({"skipped": skipped} if skipped else {}),
         }

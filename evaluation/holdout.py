@@ -23,7 +23,7 @@ from ..media.images import to_uint8
 from ..pipelines.settings import DEFAULT_SETTINGS
 from ..data.dataset import TalkingHeadDataset
 from ..errors import ModelError
-from .metrics import best_lag, pearson, psnr, ssim
+from .metrics import best_lag, filled, pearson, psnr, ssim
 
 DEFAULTS = DEFAULT_SETTINGS["dae"]
 MAX_LAG_FRAMES = 10
@@ -40,25 +40,28 @@ def mouth_openings(frames: np.ndarray, landmarker) -> np.ndarray:
 
 
 def compare_frames(generated: np.ndarray, real: torch.Tensor, real_opening: np.ndarray, landmarker,
-                   loudness: np.ndarray | None = None) -> dict:
+                   loudness: np.ndarray | None = None, judge=None) -> dict:
     """Figures of generated uint8 frames [N,H,W,3] against real frames [N,3,H,W] in [-1,1] and their mouth opening.
 
-    With `loudness` (per frame), also how the generated mouth opening follows the speech, at its best lag.
+    With `loudness` (per frame), also how the generated mouth opening follows the speech, at its best lag. With
+    `judge` (a `MediaPipeMouth`), also that second measure of the mouth in both.
     """
     generated_images = torch.from_numpy(generated).permute(0, 3, 1, 2).float() / 255
     real_images = (real + 1) / 2
     opening = mouth_openings(generated, landmarker)
     found = ~np.isnan(opening)
-    filled = np.where(found, opening, np.nanmean(opening) if found.any() else 0.0)
-    lag, lag_correlation = best_lag(filled, real_opening, MAX_LAG_FRAMES)
+    opening_found = filled(opening)
+    lag, lag_correlation = best_lag(opening_found, real_opening, MAX_LAG_FRAMES)
     figures = {"psnr": psnr(generated_images, real_images), "ssim": ssim(generated_images, real_images),
-               "mouth_correlation": pearson(filled, real_opening), "mouth_lag_frames": lag,
+               "mouth_correlation": pearson(opening_found, real_opening), "mouth_lag_frames": lag,
                "mouth_correlation_at_best_lag": lag_correlation, "face_found_fraction": float(found.mean()),
-               "mouth_opening_std_generated": float(np.nanstd(opening)),
+               "mouth_opening_std_generated": float(np.std(opening[found])) if found.any() else float("nan"),
                "mouth_opening_std_real": float(np.std(real_opening))}
     if loudness is not None:
-        speech_lag, speech_correlation = best_lag(filled, loudness, MAX_LAG_FRAMES)
+        speech_lag, speech_correlation = best_lag(opening_found, loudness, MAX_LAG_FRAMES)
         figures.update({"mouth_speech_correlation": speech_correlation, "mouth_speech_lag_frames": speech_lag})
+    if judge is not None:
+        figures.update(judge.compare(generated, to_uint8(real)))
     return figures
 
 
@@ -102,8 +105,9 @@ def _semantic_codes(pipeline, dataset: TalkingHeadDataset, clip, real: torch.Ten
 def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_steps: int = DEFAULTS.num_inference_steps,
                         sampler: str = DEFAULTS.sampler, seed: int = DEFAULTS.seed,
                         batch_size: int = DEFAULTS.batch_size, use_real_pose: bool = False,
-                        with_ceiling: bool = False, semantic_only: bool = False) -> dict:
+                        with_ceiling: bool = False, semantic_only: bool = False, mouth_judge=None) -> dict:
     """Generate every clip's validation frames from its audio and measure them; returns averaged figures.
+    `mouth_judge` (a `MediaPipeMouth`) also measures the generated mouths a second way.
 
     `semantic_only` measures only what the semantic code holds: it draws no frames and needs no speech2latent, so a
     DAE can be judged before one is trained on it.
@@ -125,12 +129,12 @@ def evaluate_on_holdout(pipeline, dataset: TalkingHeadDataset, *, num_inference_
         if with_ceiling or semantic_only:
             own_latents, codes[clip.name] = _semantic_codes(pipeline, dataset, clip, real, real_opening)
         if not semantic_only:
-            features = dataset.clip_array(clip, f"features-{pipeline.speech2latent.config.feature_kind}", "val")
+            features = dataset.clip_features(clip, pipeline.feature_extractor, "val")
             pose = dataset.clip_array(clip, "pose", "val") if use_real_pose else None
             latents = pipeline.speech_to_latents(features, pose)
             generated = np.concatenate(list(pipeline.decode_latents(latents, initial_noise, num_inference_steps,
                                                                     sampler, batch_size)))
-            figures.update(compare_frames(generated, real, real_opening, landmarker))
+            figures.update(compare_frames(generated, real, real_opening, landmarker, judge=mouth_judge))
         if with_ceiling and not semantic_only:
             measured = compare_frames(to_uint8(real), real, real_opening, landmarker)
             figures.update({f"measured_{k}": v for k, v in measured.items() if k.startswith("mouth_")})

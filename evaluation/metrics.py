@@ -37,6 +37,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
+def filled(values: np.ndarray) -> np.ndarray:
+    """NaN entries (frames without a face) replaced by the mean of the others (0 when all are NaN)."""
+    known = ~np.isnan(values)
+    return np.where(known, values, values[known].mean() if known.any() else 0.0)
+
+
 def best_lag(signal: np.ndarray, reference: np.ndarray, max_lag: int) -> tuple[int, float]:
     """The shift in frames (positive: `signal` lags behind `reference`) that correlates them best, and that correlation."""
     best = (0, -np.inf)

@@ -11,10 +11,14 @@ framing, and the real landmarks are carried into it by the same transform. Figur
   video's as a reference), and tLP (TecoGAN): the mean |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|;
 - landmarks (dlib, offline): distance of the mouth and of the whole face to the real video's landmarks as a
   fraction of the outer-eye-corner distance, and the correlation of the mouth openings;
+- sharpness (offline): how much of the real face's fine detail the generated lower face keeps, as a fraction of what
+  the eyes keep (see `sharpness.py`); the real side may be a still photo (the portrait the video was made from);
 - speech-to-mouth synchronisation (offline): the lag (frames, positive when the mouth follows the sound late)
   that best aligns the mouth opening with the loudness of the speech, and that correlation; the same for the real
   video as a reference;
-- lip sync with SyncNet: LSE-C, LSE-D and SyncNet's offset (network weights).
+- lip sync with SyncNet: LSE-C, LSE-D and SyncNet's offset (network weights);
+- a second judge of the mouth, MediaPipe's Face Landmarker (the `mediapipe` extra and its model file): how its mouth
+  opening and `jawOpen` in the generated video follow the real video's.
 FID is computed once over all frames of all pairs. Metrics whose weights cannot be had are reported unavailable,
 with the reason, and the others are still computed.
 """
@@ -32,7 +36,8 @@ from ..faces.landmarks import get_landmarker, landmarks_per_frame, mouth_opening
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.video import probe_video, read_video_frames
 from . import ALL_METRICS
-from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
+from .metrics import best_lag, filled, landmark_errors, loudness_per_frame, psnr, ssim
+from .sharpness import frame_details, sharpness_figures
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ SYNCNET_FPS = 25.0
 LSE_CROP_SIZE = 224
 LSE_CROP_SCALE = 1.6  # face crop around the landmarks for SyncNet: the face, not the shoulders
 ALIGNMENT_FRAMES = 25  # frames at the start of a pair of differently framed videos that align them
+LANDMARK_METRICS = {"landmarks", "sync", "lse", "sharpness"}  # the metrics that find the faces' landmarks
 
 
 @dataclass
@@ -50,6 +56,7 @@ class MetricWeights:
     lpips: str | None = None
     lpips_backbone: str | None = None
     syncnet: str | None = None
+    mediapipe: str | None = None
 
 
 class _Networks:
@@ -81,6 +88,10 @@ class _Networks:
             from .fid import InceptionFeatures
 
             return InceptionFeatures(self.device)
+        if name == "mediapipe":
+            from .mediapipe_mouth import MediaPipeMouth
+
+            return MediaPipeMouth(self.weights.mediapipe)
         from .syncnet import load_syncnet
 
         return load_syncnet(self.weights.syncnet).to(self.device)
@@ -119,13 +130,15 @@ class _PairMeasure:
         self.real_landmarks: list[np.ndarray] = []
         self.face_crops: list[np.ndarray] = []
         self.features: dict[str, list[np.ndarray]] = {"generated": [], "real": []}
+        self.judged: list[tuple[np.ndarray, np.ndarray]] = []  # frames for the second mouth judge, by batch
+        self.details: list[tuple[dict, dict]] = []  # the regions' detail in generated and real frames, by batch
         self.face_box: np.ndarray | None = None  # the last face crop box, kept through frames without a face
 
     def add(self, generated: np.ndarray, real: np.ndarray) -> None:
         """Measure a batch of generated frames against the real frames at the same times (at the real size)."""
         device = self.networks.device
         real_landmarks = None
-        if self.metrics & {"landmarks", "sync", "lse"}:
+        if self.metrics & LANDMARK_METRICS:
             real_landmarks = landmarks_per_frame(real, self.landmarker)
         if self.alignment is not None:
             real = self._aligned(real, generated.shape[1:3])
@@ -144,11 +157,15 @@ class _PairMeasure:
         self.sums["pixel_mse_real"] += float((references_chain[1:] - references_chain[:-1]).pow(2).flatten(1).mean(1).sum())
         self.previous = images[-1:], references[-1:]
         self._perceptual(images, references, images_chain, references_chain)
-        if self.metrics & {"landmarks", "sync", "lse"}:
+        if self.metrics & LANDMARK_METRICS:
             self.landmarks.append(landmarks_per_frame(generated, self.landmarker))
             self.real_landmarks.append(real_landmarks)
+        if "sharpness" in self.metrics:
+            self.details.append((frame_details(generated, self.landmarks[-1]), frame_details(real, real_landmarks)))
         if "lse" in self.metrics and self.networks.get("lse") is not None:
             self.face_crops.append(self._face_crops(generated, self.landmarks[-1]))
+        if "mediapipe" in self.metrics and (judge := self.networks.get("mediapipe")) is not None:
+            self.judged.append((judge.measure(generated), judge.measure(real)))
         if "fid" in self.metrics and (inception := self.networks.get("fid")) is not None:
             self.features["generated"].append(inception(generated))
             self.features["real"].append(inception(real))
@@ -199,6 +216,14 @@ class _PairMeasure:
                 figures["tlp"] = self.sums["tlp"] / (count - 1)
         if self.landmarks:
             figures.update(self._landmark_figures(waveform, real_waveform, fps))
+        if self.details:
+            figures.update(sharpness_figures(*({name: np.concatenate([pair[side][name] for pair in self.details])
+                                                for name in self.details[0][side]} for side in (0, 1))))
+        if self.judged:
+            from .mediapipe_mouth import mouth_figures
+
+            figures.update(mouth_figures(*({key: np.concatenate([pair[side][key] for pair in self.judged])
+                                            for key in self.judged[0][side]} for side in (0, 1))))
         if self.face_crops:
             from .syncnet import sync_scores
 
@@ -217,24 +242,21 @@ class _PairMeasure:
         if "sync" in self.metrics:
             for prefix, landmarks, sound in (("", generated, waveform), ("real_", real, real_waveform)):
                 loudness = loudness_per_frame(sound, SAMPLE_RATE, fps, len(landmarks))
-                lag, correlation = best_lag(_filled(mouth_opening(landmarks)), loudness, MAX_SYNC_OFFSET)
+                lag, correlation = best_lag(filled(mouth_opening(landmarks)), loudness, MAX_SYNC_OFFSET)
                 figures.update({f"{prefix}sync_offset_frames": lag, f"{prefix}sync_correlation": correlation})
         return figures
 
 
-def _filled(values: np.ndarray) -> np.ndarray:
-    """NaN entries replaced by the mean of the others (0 when all are NaN)."""
-    known = ~np.isnan(values)
-    return np.where(known, values, values[known].mean() if known.any() else 0.0)
-
-
-def _check_pairs(generated: list[Path], real: list[Path], needs_sound: bool) -> dict:
+def _check_pairs(generated: list[Path], real: list[Path], metrics: set[str]) -> dict:
     """Every video's facts by pair, read before any measuring, so that a missing, unreadable or silent-less video is
     reported at once."""
     facts = {}
     for generated_path, real_path in zip(generated, real):
         facts[generated_path, real_path] = probe_video(generated_path), probe_video(real_path)
-        if needs_sound and not facts[generated_path, real_path][1]["has_audio"]:
+        if facts[generated_path, real_path][1]["num_frames"] <= 1 and metrics - {"sharpness"}:
+            raise TalkingHeadError(f"{real_path.name} is a still image: only the sharpness metric compares a video with "
+                                   "a photo; add --metrics sharpness")
+        if metrics & {"sync", "lse"} and not facts[generated_path, real_path][1]["has_audio"]:
             raise TalkingHeadError(f"the real video {real_path} has no audio track, which the sync and lse metrics "
                                    "measure against; give the real video with its sound, or leave those metrics out")
     return facts
@@ -251,9 +273,9 @@ def evaluate_videos(generated: list[str | Path], real: list[str | Path], metrics
     if unknown:
         raise TalkingHeadError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
     metrics, device = set(metrics), torch.device(device)
-    facts = _check_pairs(list(map(Path, generated)), list(map(Path, real)), needs_sound=bool(metrics & {"sync", "lse"}))
+    facts = _check_pairs(list(map(Path, generated)), list(map(Path, real)), metrics)
     networks = _Networks(weights or MetricWeights(), device)
-    landmarker = get_landmarker(landmark_backend) if metrics & {"landmarks", "sync", "lse"} else None
+    landmarker = get_landmarker(landmark_backend) if metrics & LANDMARK_METRICS else None
     videos, all_features = [], {"generated": [], "real": []}
     for (generated_path, real_path), (generated_facts, real_facts) in facts.items():
         fps = generated_facts["fps"]
@@ -261,7 +283,11 @@ def evaluate_videos(generated: list[str | Path], real: list[str | Path], metrics
         if (real_facts["width"], real_facts["height"]) != (generated_facts["width"], generated_facts["height"]):
             alignment = framing_alignment(generated_path, real_path, fps, landmarker or get_landmarker(landmark_backend))
         measure = _PairMeasure(metrics, networks, landmarker, alignment)
-        real_batches = read_video_frames(real_path, fps=fps)
+        if real_facts["num_frames"] > 1:
+            real_batches = read_video_frames(real_path, fps=fps)
+        else:  # a still photo: the portrait the video was made from, compared with every frame
+            photo = next(read_video_frames(real_path))[:1]
+            real_batches = (np.repeat(photo, len(batch), axis=0) for batch in read_video_frames(generated_path))
         for generated_batch, real_batch in zip(read_video_frames(generated_path), real_batches):
             count = min(len(generated_batch), len(real_batch))
             measure.add(generated_batch[:count], real_batch[:count])

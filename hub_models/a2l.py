@@ -30,7 +30,7 @@ class AudioToLandmarks(ModelMixin, ConfigMixin):
     def __init__(self, feature_dim: int = 320, speaker_dim: int = 256, hidden_dim: int = 256, content_layers: int = 2,
                  identity_layers: int = 1, dropout: float = 0.1, feature_kind: str = "logmel",
                  feature_model_name: str | None = None, fps: float = 25.0, moving_points: list[int] | None = None,
-                 motion_gain: float = 1.0):
+                 motion_gain: float = 1.0, feature_layers: str = "last"):
         super().__init__()
         points = NUM_POINTS * 2
         self.feature_in = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.SiLU(), nn.Dropout(dropout))

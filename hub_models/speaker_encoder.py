@@ -27,9 +27,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..errors import AudioError, ModelError
+from ..media.audio import MIN_SPEECH_SECONDS  # the least speech either pipeline takes; a voice embedding needs it too
 
-# Less speech than this after trimming silence gives no usable voice embedding.
-MIN_SPEECH_SECONDS = 0.3
 INT16_MAX = 2**15 - 1
 
 
@@ -173,7 +172,7 @@ class SpeakerEncoder(ModelMixin, ConfigMixin):
         if len(speech) < MIN_SPEECH_SECONDS * sample_rate:
             raise AudioError(
                 f"the audio holds {len(speech) / sample_rate:.1f} s of speech after trimming silence; "
-                f"the voice embedding needs at least {MIN_SPEECH_SECONDS} s"
+                f"the voice embedding needs at least {MIN_SPEECH_SECONDS} s of speech"
             )
         return self.embed_speech(speech)
 

@@ -86,7 +86,7 @@ def relative_position_bias(num_frames: int, num_heads: int, max_distance: int, s
 class Speech2Latent(ModelMixin, ConfigMixin):
     """Speech features per video frame to DAE semantic latents, with a pose adaptor.
 
-    `feature_kind`, `feature_model_name` and `fps` record the audio front end the model was trained on
+    `feature_kind`, `feature_model_name`, `feature_layers` and `fps` record the audio front end the model was trained on
     (see `media.features.AudioFeatureExtractor`), so a saved model brings its front end with it.
     """
 
@@ -108,6 +108,7 @@ class Speech2Latent(ModelMixin, ConfigMixin):
         feature_kind: str = "logmel",
         feature_model_name: str | None = None,
         fps: float = 25.0,
+        feature_layers: str = "last",
     ):
         super().__init__()
         self.input_projection = nn.Linear(feature_dim, hidden_dim)

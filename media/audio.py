@@ -9,10 +9,15 @@ from ._ffmpeg import input_format, input_streams, last_error_line, run_ffmpeg
 
 SAMPLE_RATE = 16000
 
+# Both pipelines need this much sound (above silence) before anything runs: less holds no speech to animate, and the
+# landmark pipeline's voice embedding needs it too (hub_models/speaker_encoder.py).
+MIN_SPEECH_SECONDS = 0.5
 # Below either level a recording holds no usable speech (16-bit quantisation noise is ~3e-5).
-MIN_AUDIO_SECONDS = 0.1  # shorter audio holds no speech to animate (a video frame at 25 fps is 0.04 s)
 _SILENCE_PEAK = 1e-4
 _SILENCE_RMS = 1e-5
+# Sound is counted in 20 ms frames; a frame more than 40 dB below the loudest one is silence.
+_SOUND_FRAME_SECONDS = 0.02
+_SOUND_BELOW_LOUDEST = 0.01
 
 _IMAGE_FORMATS = ("image2", "_pipe")
 
@@ -107,14 +112,28 @@ def _describe_decode_failure(path: Path, stderr: str) -> str:
     )
 
 
+def sound_seconds(waveform: np.ndarray, sample_rate: int) -> float:
+    """How many seconds of a mono waveform hold sound: its 20 ms frames louder than silence and than 40 dB below the
+    loudest frame."""
+    frame = max(1, round(_SOUND_FRAME_SECONDS * sample_rate))
+    num_frames = len(waveform) // frame
+    if num_frames == 0:
+        return 0.0
+    frames = waveform[:num_frames * frame].reshape(num_frames, frame).astype(np.float64)
+    rms = np.sqrt(np.mean(np.square(frames), axis=1))
+    threshold = max(_SILENCE_RMS, _SOUND_BELOW_LOUDEST * float(rms.max()))
+    return float(np.count_nonzero(rms > threshold)) * frame / sample_rate
+
+
 def _raise_if_unusable(waveform: np.ndarray, path: Path | str, sample_rate: int) -> None:
-    """AudioError for audio too short to hold speech, or silent."""
-    if len(waveform) < MIN_AUDIO_SECONDS * sample_rate:
-        raise AudioError(f"{path} is only {len(waveform) / sample_rate * 1000:.0f} ms long: too short to animate "
-                         f"(give at least {MIN_AUDIO_SECONDS * 1000:.0f} ms of speech)")
+    """AudioError for silent audio, or audio with less than MIN_SPEECH_SECONDS of sound."""
     peak = float(np.abs(waveform).max())
     rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
     if peak < _SILENCE_PEAK or rms < _SILENCE_RMS:
         raise AudioError(
             f"{path} is silent (peak {peak:.1e}, RMS {rms:.1e} of full scale): there is no speech to animate"
         )
+    sound = sound_seconds(waveform, sample_rate)
+    if sound < MIN_SPEECH_SECONDS:
+        raise AudioError(f"{path} holds only {sound:.2f} s of sound ({len(waveform) / sample_rate:.2f} s long): too "
+                         f"little speech to animate; give at least {MIN_SPEECH_SECONDS} s")

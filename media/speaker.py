@@ -8,7 +8,8 @@ import torch
 
 from ..bundled import BUNDLED_MODELS, LANDMARK_DIFFUSION
 from ..errors import ModelError
-from ..hub_models.speaker_encoder import MIN_SPEECH_SECONDS, SpeakerEncoder
+from ..hub_models.speaker_encoder import SpeakerEncoder
+from .audio import MIN_SPEECH_SECONDS
 from .audio import SAMPLE_RATE
 
 __all__ = ["BUNDLED_SPEAKER_ENCODER", "MIN_SPEECH_SECONDS", "bundled_speaker_encoder", "speaker_embedding"]

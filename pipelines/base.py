@@ -12,7 +12,6 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from ..errors import TalkingHeadError
-from ..hub_models.tiny_autoencoder import TinyAutoencoder
 from ..media.audio import load_audio, prepare_waveform
 from .hub import MODEL_INDEX, declared_component_classes, load_component, resolve_pipeline_folder
 from .model_card import write_model_card
@@ -20,6 +19,9 @@ from .model_card import write_model_card
 logger = logging.getLogger(__name__)
 
 TRAINING_RECORD = "training.json"
+# How a model card names the component whose weights came from elsewhere, by class.
+COMPONENT_TITLES = {"WhisperEncoder": "`{name}`: the audio encoder of OpenAI's Whisper (Radford et al., 2022)",
+                    "TinyAutoencoder": "`{name}`", "SpeakerEncoder": "`{name}`: a GE2E voice encoder (Resemblyzer's)"}
 
 
 def default_device() -> torch.device:
@@ -107,6 +109,13 @@ class TalkingHeadPipeline(DiffusionPipeline):
                 component.eval().requires_grad_(False)
         return self
 
+    def half_precision(self):
+        """Every model component in float16, to save at half the size (they load as float32); returns the pipeline."""
+        for component in self.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.half()  # diffusers' .to(dtype) warns about float32 modules these models do not have
+        return self
+
     def to(self, *args, **kwargs):
         """Move the components, and the speech front end's network (wav2vec 2.0 / HuBERT) with them."""
         pipeline = super().to(*args, **kwargs)
@@ -142,8 +151,14 @@ class TalkingHeadPipeline(DiffusionPipeline):
         _name_configs_publicly(Path(save_directory))
         if self.training_record is not None:
             (Path(save_directory) / TRAINING_RECORD).write_text(json.dumps(self.training_record, indent=2))
-        licences = {name: component.config.licence for name, component in self.components.items()
-                    if isinstance(component, TinyAutoencoder) and component.config.licence}
+        licences = {}
+        for name, component in self.components.items():
+            licence = getattr(getattr(component, "config", None), "licence", None)
+            if not licence:
+                continue
+            licences[COMPONENT_TITLES.get(type(component).__name__, name).format(name=name)] = licence
+            if not (Path(save_directory) / name / "LICENSE").exists():  # transformers' models do not write it
+                (Path(save_directory) / name / "LICENSE").write_text(licence)
         write_model_card(Path(save_directory), type(self).__name__, self.training_record, licences)
 
     def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,

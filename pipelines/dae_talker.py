@@ -22,7 +22,7 @@ from ..hub_models.dae_unet import DAEUNet
 from ..hub_models.semantic_encoder import SemanticEncoder
 from ..hub_models.speech2latent import Speech2Latent
 from ..media.audio import SAMPLE_RATE
-from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor
+from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor, front_end_of
 from ..media.images import to_uint8
 from .base import TalkingHeadPipeline, speech_waveform
 from .hub import check_speech_model_fits
@@ -96,9 +96,7 @@ class DAETalkerPipeline(TalkingHeadPipeline):
         """The audio front end the speech2latent model was trained on."""
         if self._feature_extractor is None:
             config = self.require_speech2latent().config
-            self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
-                                                            model_name=config.feature_model_name, device=self.device,
-                                                            model=self.speech_model)
+            self._feature_extractor = front_end_of(config, self.device, self.speech_model)
         return self._feature_extractor
 
     def encode_audio(self, audio, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
@@ -127,10 +125,12 @@ class DAETalkerPipeline(TalkingHeadPipeline):
 
     @torch.no_grad()
     def speech_to_latents(self, features: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
-        """Semantic latents [T,semantic_dim] from features [T,F]; `pose` [T,6] overrides the predicted pose."""
+        """Semantic latents [T,semantic_dim] from features [T,F] and the head pose [T,6], predicted from the speech
+        (`predict_pose`) when none is given. Either way the whole pose is made first and then fed to every window,
+        so windows join the same way whichever path (the pipeline, a job, the nodes) called."""
         model = self.require_speech2latent()
         if pose is None:
-            return self._windowed(lambda window: model(window)["latents"], features)
+            pose = self.predict_pose(features)
         if len(pose) != len(features):
             raise TalkingHeadError(f"the pose has {len(pose)} frames but the audio has {len(features)}")
         return self._windowed(lambda window, pose_window: model(window, pose_window)["latents"], features, pose.float())

@@ -17,8 +17,8 @@ def write_model_card(folder: Path, pipeline_class: str, training_record: dict | 
 
     The record's optional "card" entry gives the title, licence, data description and free text; its optional
     "previous" entry (the title and evaluation of the version this one replaces, and optionally the footage it
-    was measured on) adds a table of both versions' figures. `licences` gives, by component, the licence text of
-    weights that come from elsewhere.
+    was measured on) adds a table of both versions' figures. `licences` gives the licence text of weights that come
+    from elsewhere, by a title naming the component and where it comes from.
     """
     record = dict(training_record or {})
     card = record.pop("card", {})
@@ -42,7 +42,7 @@ def write_model_card(folder: Path, pipeline_class: str, training_record: dict | 
     if extra_sections:
         lines += [extra_sections, ""]
     for component, text in (licences or {}).items():
-        lines += [f"## Licence of the `{component}` weights", "```", text.strip(), "```", ""]
+        lines += [f"## Licence of the weights of {component}", "```", text.strip(), "```", ""]
     lines += [RESPONSIBLE_USE, ""]
     path = Path(folder) / CARD_FILE
     path.write_text("\n".join(lines))

@@ -14,8 +14,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 from talking_head.pipelines.base import TRAINING_RECORD
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
@@ -90,7 +88,7 @@ def main(kind: str, model: str, evaluation: str, output: str, notes_file: str | 
         if replaced_footage:
             record["previous"]["footage"] = replaced_footage
     pipeline.training_record = record
-    pipeline.to(torch.float16)
+    pipeline.half_precision()
     shutil.rmtree(output, ignore_errors=True)
     pipeline.save_pretrained(output)
     print(f"{output}: {sum(f.stat().st_size for f in Path(output).rglob('*') if f.is_file()) / 1e6:.1f} MB")

@@ -115,7 +115,7 @@ def test_long_audio_latents_are_computed_in_windows_that_join_smoothly():
     assert latents.shape == (700, 16) and torch.isfinite(latents).all()
     # inside the first window, away from its end, the windowed result equals one pass over that window
     single_pass = pipeline.speech2latent(features[None, :250])["latents"][0]
-    assert torch.allclose(latents[:150], single_pass[:150], atol=1e-5)
+    assert torch.allclose(latents[:150], single_pass[:150], atol=1e-4)
 
 
 def test_save_pretrained_and_from_pretrained_round_trip(tmp_path):

@@ -10,7 +10,14 @@ import torch
 
 from talking_head.errors import AudioError, TalkingHeadError, VideoError
 from talking_head.media import features
-from talking_head.media.audio import SAMPLE_RATE, load_audio, num_video_frames, prepare_waveform
+from talking_head.media.audio import (
+    MIN_SPEECH_SECONDS,
+    SAMPLE_RATE,
+    load_audio,
+    num_video_frames,
+    prepare_waveform,
+    sound_seconds,
+)
 from talking_head.media.features import AudioFeatureExtractor
 from talking_head.media.video import VideoWriter, probe_video, read_metadata, read_video_frames
 from audio_files import write_wav
@@ -117,14 +124,24 @@ def test_digital_silence_is_reported_as_silent(tmp_path):
         load_audio(path)
 
 
-@pytest.mark.parametrize("samples", [16, 1000])  # 1 ms and 62 ms
-def test_audio_too_short_to_hold_speech_is_called_too_short_not_silent(tmp_path, samples):
-    noise = np.random.default_rng(0).uniform(-0.5, 0.5, samples)
-    path = write_wav(tmp_path / "blip.wav", noise)
-    with pytest.raises(AudioError, match=r"blip.wav is only \d+ ms long: too short to animate"):
+@pytest.mark.parametrize("sound_seconds", [0.001, 0.062, 0.12, 0.4])
+@pytest.mark.parametrize("silence_after", [0.0, 2.0])
+def test_less_sound_than_the_minimum_is_refused_by_both_loaders_with_one_line(tmp_path, sound_seconds, silence_after):
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, round(sound_seconds * SAMPLE_RATE))
+    waveform = np.concatenate([noise, np.zeros(round(silence_after * SAMPLE_RATE))])
+    path = write_wav(tmp_path / "blip.wav", waveform)
+    message = rf"blip.wav holds only 0\.\d\d s of sound .*give at least {MIN_SPEECH_SECONDS} s"
+    with pytest.raises(AudioError, match=message):
         load_audio(path)
-    with pytest.raises(AudioError, match="too short to animate"):
-        prepare_waveform(noise, SAMPLE_RATE, what="the audio input")
+    with pytest.raises(AudioError, match=rf"the audio input holds only .*give at least {MIN_SPEECH_SECONDS} s"):
+        prepare_waveform(waveform, SAMPLE_RATE, what="the audio input")
+
+
+def test_the_minimum_of_sound_is_enough_wherever_it_lies_in_the_file(tmp_path):
+    sound = np.random.default_rng(0).uniform(-0.5, 0.5, round((MIN_SPEECH_SECONDS + 0.05) * SAMPLE_RATE))
+    waveform = np.concatenate([np.zeros(SAMPLE_RATE), sound, np.zeros(SAMPLE_RATE)])
+    assert load_audio(write_wav(tmp_path / "short.wav", waveform)).size == waveform.size
+    assert sound_seconds(waveform, SAMPLE_RATE) == pytest.approx(MIN_SPEECH_SECONDS + 0.05, abs=0.03)
 
 
 def test_silence_is_returned_when_allowed(tmp_path):
@@ -207,11 +224,12 @@ def test_logmel_accepts_other_sample_rates():
 
 
 def test_feature_config_round_trips_through_json(tmp_path):
-    extractor = AudioFeatureExtractor("wav2vec2", fps=30, model_name=str(tmp_path / "model"))
+    extractor = AudioFeatureExtractor("wav2vec2", fps=30, model_name=str(tmp_path / "model"), layers="all")
 
     rebuilt = AudioFeatureExtractor.from_config(json.loads(json.dumps(extractor.to_config())))
 
-    assert rebuilt.to_config() == {"kind": "wav2vec2", "fps": 30.0, "model_name": str(tmp_path / "model")}
+    assert rebuilt.to_config() == {"kind": "wav2vec2", "fps": 30.0, "model_name": str(tmp_path / "model"),
+                                   "layers": "all"}
 
 
 def test_wav2vec2_features_come_at_the_video_frame_rate(tmp_path):
@@ -386,14 +404,18 @@ def test_audio_file_is_not_a_video(tmp_path):
         read_metadata(path)
 
 
-def test_a_model_config_names_the_speech_model_to_save_with_it(tmp_path):
-    from types import SimpleNamespace
+def test_a_trained_model_records_its_front_end_by_public_name_and_its_pipeline_carries_the_speech_model(tmp_path):
     from transformers import Wav2Vec2Model
 
-    assert features.speech_model_of(SimpleNamespace(feature_kind="logmel", feature_model_name=None)) is None
-    folder = save_tiny_wav2vec2(tmp_path / "model")
-    model = features.speech_model_of(SimpleNamespace(feature_kind="wav2vec2", feature_model_name=str(folder)))
+    from talking_head.training.front_end import front_end_config, speech_model_component
+
+    assert speech_model_component(AudioFeatureExtractor("logmel")) is None
+    front_end = AudioFeatureExtractor("wav2vec2", model_name=str(save_tiny_wav2vec2(tmp_path / "wav2vec2")),
+                                      layers="mean")
+    model = speech_model_component(front_end)
     assert isinstance(model, Wav2Vec2Model) and not model.training
+    assert front_end_config(front_end) == {"feature_dim": 32, "feature_kind": "wav2vec2",
+                                           "feature_model_name": "wav2vec2", "feature_layers": "mean", "fps": 25.0}
     with pytest.raises(ValueError, match="wav2vec2 features need a Wav2Vec2Model"):
         AudioFeatureExtractor("wav2vec2", model=torch.nn.Linear(2, 2))
 

@@ -13,7 +13,7 @@ from talking_head.cli import main
 from talking_head.convert.speaker_encoder import RESEMBLYZER_NOTICE, convert_speaker_encoder
 from talking_head.errors import AudioError, ModelError
 from talking_head.hub_models.speaker_encoder import SpeakerEncoder
-from talking_head.media.audio import SAMPLE_RATE, load_audio
+from talking_head.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, load_audio
 from talking_head.media.speaker import BUNDLED_SPEAKER_ENCODER, bundled_speaker_encoder, speaker_embedding
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from tiny_models import tiny_landmark_pipeline
@@ -140,7 +140,7 @@ def test_a_checkpoint_that_would_unpickle_objects_is_refused(tmp_path):
 def test_too_little_speech_or_another_sample_rate_is_refused(jfk):
     with pytest.raises(AudioError, match=r"0\.0 s of speech after trimming silence"):
         speaker_embedding(np.zeros(SAMPLE_RATE, np.float32))
-    with pytest.raises(AudioError, match="needs at least 0.3 s"):
+    with pytest.raises(AudioError, match=f"needs at least {MIN_SPEECH_SECONDS} s of speech"):  # as the audio check
         speaker_embedding(jfk[:4000])  # a quarter of a second
     with pytest.raises(AudioError, match="expects 16000 Hz audio, got 8000 Hz"):
         speaker_embedding(jfk, 8000)

@@ -187,7 +187,7 @@ def test_the_landmark_pipeline_keeps_its_tiny_autoencoder_and_the_licence_in_the
     assert isinstance(loaded.vae, TinyAutoencoder) and loaded.image_size == 32
     assert "Copyright (c) someone" in (tmp_path / "vae" / "LICENSE").read_text()
     card = (tmp_path / "README.md").read_text()
-    assert "## Licence of the `vae` weights" in card and "Copyright (c) someone" in card
+    assert "## Licence of the weights of `vae`" in card and "Copyright (c) someone" in card
     frames = loaded.decode_images(loaded.encode_images(torch.zeros(1, 3, 32, 32)))
     assert frames.shape == (1, 3, 32, 32)
 

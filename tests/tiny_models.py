@@ -87,3 +87,68 @@ def save_tiny_wav2vec2(folder: Path, **overrides) -> Path:
     settings.update(overrides)
     Wav2Vec2Model(Wav2Vec2Config(**settings)).save_pretrained(folder)
     return folder
+
+
+def tiny_whisper_config(**overrides):
+    """A Whisper config with a 16-d, 2-layer encoder: real window length (3000 mel frames), tiny width."""
+    from transformers import WhisperConfig
+
+    # OpenAI's checkpoints name no feed-forward width: it is 4 times d_model, as here.
+    settings = dict(d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
+                    decoder_attention_heads=2, decoder_ffn_dim=64, max_target_positions=16, num_mel_bins=80,
+                    max_source_positions=1500)
+    settings.update(overrides)
+    return WhisperConfig(**settings)
+
+
+def tiny_whisper_encoder(**overrides):
+    """A Whisper audio encoder with random weights (seeded), in eval mode."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    torch.manual_seed(0)
+    return WhisperEncoder(tiny_whisper_config(**overrides)).eval()
+
+
+def save_tiny_whisper(folder: Path, layout: str = "encoder") -> Path:
+    """A tiny random Whisper saved as `layout`: "encoder" (WhisperEncoder names, as `convert-whisper` writes),
+    "transformers" (a whole WhisperForConditionalGeneration folder) or "openai" (an OpenAI `.pt` checkpoint, `folder`
+    being the file). Returns the saved path; `tiny_whisper_reference(layout)` is the encoder it holds."""
+    from transformers import WhisperForConditionalGeneration
+
+    if layout == "encoder":
+        tiny_whisper_encoder().save_pretrained(folder)
+        return folder
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(tiny_whisper_config()).eval()
+    if layout == "transformers":
+        model.save_pretrained(folder)
+        return folder
+    # OpenAI's own names for the same tensors (whisper/model.py: AudioEncoder, ResidualAttentionBlock).
+    names = {"embed_positions.weight": "positional_embedding", "self_attn.q_proj.": "attn.query.",
+             "self_attn.k_proj.": "attn.key.", "self_attn.v_proj.": "attn.value.", "self_attn.out_proj.": "attn.out.",
+             "self_attn_layer_norm.": "attn_ln.", "fc1.": "mlp.0.", "fc2.": "mlp.2.", "final_layer_norm.": "mlp_ln.",
+             "layers.": "blocks.", "layer_norm.": "ln_post."}  # in this order: the last only renames what is left
+    state = {}
+    for name, tensor in model.model.encoder.state_dict().items():
+        for ours, theirs in names.items():
+            name = name.replace(ours, theirs)
+        state["encoder." + name] = tensor.clone()
+    state["decoder.token_embedding.weight"] = model.model.decoder.embed_tokens.weight.clone()
+    config = model.config
+    dims = {"n_mels": config.num_mel_bins, "n_audio_ctx": config.max_source_positions,
+            "n_audio_state": config.d_model, "n_audio_head": config.encoder_attention_heads,
+            "n_audio_layer": config.encoder_layers, "n_vocab": config.vocab_size,
+            "n_text_ctx": config.max_target_positions, "n_text_state": config.d_model,
+            "n_text_head": config.decoder_attention_heads, "n_text_layer": config.decoder_layers}
+    torch.save({"dims": dims, "model_state_dict": state}, folder)
+    return folder
+
+
+def tiny_whisper_reference(layout: str = "encoder"):
+    """The encoder that `save_tiny_whisper(..., layout)` saves, to compare a loaded one with."""
+    from transformers import WhisperForConditionalGeneration
+
+    if layout == "encoder":
+        return tiny_whisper_encoder()
+    torch.manual_seed(0)
+    return WhisperForConditionalGeneration(tiny_whisper_config()).eval().model.encoder

@@ -29,7 +29,8 @@ from ..faces.landmarks import INNER_LIP_LOWER, INNER_LIP_UPPER
 from ..faces.render import render_landmarks
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.presets import A2L_PRESETS
-from ..media.features import speech_model_of
+from ..media.features import AudioFeatureExtractor
+from .front_end import front_end_config, speech_model_component
 from ..media.images import to_model_range
 from ..pipelines.base import TRAINING_RECORD
 from ..data.dataset import TalkingHeadDataset
@@ -64,11 +65,12 @@ def _random_shape_change(generator: torch.Generator) -> tuple[torch.Tensor, torc
 class A2LTask:
     """MSE between predicted and real landmark displacements on windows of frames."""
 
-    def __init__(self, dataset: TalkingHeadDataset, *, feature_kind: str = "logmel", preset: str = "small",
-                 window_frames: int = 100, l2v: str | Path | None = None,
+    def __init__(self, dataset: TalkingHeadDataset, *, front_end: AudioFeatureExtractor | None = None,
+                 preset: str = "small", window_frames: int = 100, l2v: str | Path | None = None,
                  mouth_opening_weight: float = 0.0):
-        if feature_kind not in dataset.feature_kinds:
-            raise TalkingHeadError(f"the dataset has no {feature_kind} features; it holds {', '.join(dataset.feature_kinds)}")
+        """`front_end` makes the speech features (log-mel at the dataset's frame rate by default); they are
+        computed once per clip and kept in the dataset."""
+        self.front_end = front_end or AudioFeatureExtractor("logmel", fps=dataset.fps)
         self.dataset = dataset
         self.window_frames = window_frames
         self.l2v = l2v
@@ -87,14 +89,11 @@ class A2LTask:
                 if stop - start < 2:
                     continue
                 self.sequences[split].append({
-                    "features": dataset.clip_array(clip, f"features-{feature_kind}", split),
+                    "features": dataset.clip_features(clip, self.front_end, split),
                     "landmarks": torch.from_numpy(still[start:stop]).float(), "speaker": speaker})
         if not self.sequences["train"]:
             raise TalkingHeadError(f"{dataset.root} has no training clips of at least 2 frames")
-        features_config = dataset.feature_kinds[feature_kind]
-        self.model = AudioToLandmarks(**{**A2L_PRESETS[preset], "feature_dim": features_config["dim"],
-                                         "feature_kind": feature_kind,
-                                         "feature_model_name": features_config.get("model_name"), "fps": dataset.fps})
+        self.model = AudioToLandmarks(**A2L_PRESETS[preset], **front_end_config(self.front_end))
         motion = torch.cat([s["landmarks"] - s["landmarks"].mean(0) for s in self.sequences["train"]]).reshape(-1, 136)
         self.model.displacement_std.copy_(motion.std(0).clamp_min(1e-4))
         self.loss_scale = float(motion.pow(2).mean())
@@ -186,7 +185,7 @@ class A2LTask:
     def export(self, modules, output_dir: Path, training_summary: dict):
         model = modules["a2l"].eval()
         model.register_to_config(motion_gain=self.motion_gain(model))
-        record = {**training_summary, "feature_kind": model.config.feature_kind, "dataset": self.dataset.name,
+        record = {**training_summary, "features": front_end_config(self.front_end), "dataset": self.dataset.name,
                   "mouth_opening_weight": self.mouth_opening_weight, "motion_gain": model.config.motion_gain,
                   "clips": [clip.name for clip in self.dataset.clips]}
         if self.l2v is None:
@@ -196,6 +195,6 @@ class A2LTask:
         from ..pipelines.landmark import LandmarkDiffusionPipeline
 
         pipeline = LandmarkDiffusionPipeline.from_pretrained(self.l2v)
-        pipeline.register_modules(a2l=model, speech_model=speech_model_of(model.config))
+        pipeline.register_modules(a2l=model, speech_model=speech_model_component(self.front_end))
         pipeline.training_record = {**(pipeline.training_record or {}), "a2l": record}
         pipeline.save_pretrained(output_dir)

@@ -8,16 +8,13 @@ reads a stale cache. Files are written whole or not at all.
 """
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..hub_models.autoencoders import FrameAutoencoder, encode_raw
-from ..data.dataset import Clip
+from ..data.dataset import Clip, save_array_atomically
 
 ENCODE_BATCH = 64
 
@@ -41,16 +38,5 @@ def cached_raw_latents(clip: Clip, what: str, image_size: int, frame_stride: int
     with torch.no_grad():
         latents = torch.cat([encode_raw(vae, chunk).float().cpu()
                              for batch in images() for chunk in batch.split(ENCODE_BATCH)])
-    _save_atomically(path, latents.numpy())
+    save_array_atomically(path, latents.numpy())
     return latents
-
-
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, array)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -10,7 +10,8 @@ import torch
 
 from ..hub_models.presets import SPEECH2LATENT_PRESETS
 from ..hub_models.speech2latent import Speech2Latent
-from ..media.features import speech_model_of
+from ..media.features import AudioFeatureExtractor
+from .front_end import front_end_config, speech_model_component
 from ..media.images import to_model_range
 from ..pipelines.base import default_device
 from ..pipelines.dae_talker import DAETalkerPipeline
@@ -26,10 +27,11 @@ SAMPLE_STEPS = 20
 class Speech2LatentTask:
     """Latent regression (MSE on normalised z_sem) plus the pose predictor's loss, on windows of frames."""
 
-    def __init__(self, dataset: TalkingHeadDataset, dae: str | Path, *, feature_kind: str = "logmel",
+    def __init__(self, dataset: TalkingHeadDataset, dae: str | Path, *, front_end: AudioFeatureExtractor | None = None,
                  preset: str = "base", window_frames: int = 100):
-        if feature_kind not in dataset.feature_kinds:
-            raise ValueError(f"the dataset has no {feature_kind} features; it holds {', '.join(dataset.feature_kinds)}")
+        """`front_end` makes the speech features (log-mel at the dataset's frame rate by default); they are
+        computed once per clip and kept in the dataset."""
+        self.front_end = front_end or AudioFeatureExtractor("logmel", fps=dataset.fps)
         self.dataset = dataset
         self.window_frames = window_frames
         self.pipeline = DAETalkerPipeline.from_pretrained(dae).to(default_device())  # encodes the targets on the GPU, if any
@@ -41,16 +43,13 @@ class Speech2LatentTask:
                     continue
                 images = dataset.clip_frames(clip, split, self.pipeline.image_size)
                 self.sequences[split].append({
-                    "features": dataset.clip_array(clip, f"features-{feature_kind}", split),
+                    "features": dataset.clip_features(clip, self.front_end, split),
                     "pose": dataset.clip_array(clip, "pose", split),
                     "latents": torch.cat([self.pipeline.encode_frames(chunk).cpu() for chunk in images.split(64)]),
                     "images": images,
                 })
-        features_config = dataset.feature_kinds[feature_kind]
-        self.model = Speech2Latent(**{**SPEECH2LATENT_PRESETS[preset], "feature_dim": features_config["dim"],
-                                      "semantic_dim": self.pipeline.unet.config.semantic_dim,
-                                      "feature_kind": feature_kind, "feature_model_name": features_config.get("model_name"),
-                                      "fps": dataset.fps})
+        self.model = Speech2Latent(**SPEECH2LATENT_PRESETS[preset], **front_end_config(self.front_end),
+                                   semantic_dim=self.pipeline.unet.config.semantic_dim)
         train = self.sequences["train"]
         self.model.set_statistics(torch.cat([s["latents"] for s in train]), torch.cat([s["pose"] for s in train]))
 
@@ -111,9 +110,9 @@ class Speech2LatentTask:
 
     def export(self, modules, output_dir: Path, training_summary: dict):
         self.pipeline.register_modules(speech2latent=modules["speech2latent"].eval(),
-                                       speech_model=speech_model_of(self.model.config))
+                                       speech_model=speech_model_component(self.front_end))
         record = dict(self.pipeline.training_record or {})
-        record["speech2latent"] = {**training_summary, "feature_kind": self.model.config.feature_kind,
+        record["speech2latent"] = {**training_summary, "features": front_end_config(self.front_end),
                                    "dataset": self.dataset.name}
         self.pipeline.training_record = record
         self.pipeline.save_pretrained(output_dir)
