@@ -1,24 +1,28 @@
-"""Paste-back: generated lower faces, their skin colour matched to the portrait's, blended into the full
-portrait, the head moved inside a soft ellipse."""
+"""Paste-back: each frame's lower face (the portrait's own, moved at its own resolution, or a generated one) blended
+into the full portrait, the head moved inside a soft ellipse; and the skin colour of generated lower faces matched to
+the portrait's."""
 
 import cv2
 import numpy as np
 
-from .align import box_to_affine, compose_affine, invert_affine
+from .align import apply_affine, box_to_affine, compose_affine, invert_affine
 from .landmarks import OUTER_LIPS
 from .portrait import PortraitFace
 from .render import lower_face_mask
+from .warp import compose_lower_face, with_still_jaw
 
 # Softness of the pasted lower face's edge, as a fraction of the crop size.
 PASTE_FEATHER = 0.03
 
 
-def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """Full frames [N,H,W,3]: the portrait with its head moved by `transforms` and each generated lower face
-    (uint8 crops [N,S,S,3] at the size of `face.crop`) blended in.
+def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, transforms: np.ndarray,
+               lower_face: str = "warped") -> np.ndarray:
+    """Full frames [N,H,W,3]: the portrait with its head moved by `transforms` and each frame's lower face blended in.
 
-    Only the region under the face's crop box changes: the head moves inside a soft ellipse there, so
-    the background and the body stay still.
+    With `lower_face` "warped" the lower face is the portrait's own, moved onto the frame's landmarks at the portrait's
+    own resolution, with the inside of the mouth from the generated crops (uint8 [N,S,S,3] at the size of
+    `face.crop`; see `compose_lower_face`); with "drawn" it is the generated crop's, enlarged. Only the region under
+    the face's crop box changes: the head moves inside a soft ellipse there, so the background and the body stay still.
     """
     size = len(face.crop)
     image_to_crop = box_to_affine(face.box, size)
@@ -29,21 +33,27 @@ def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, tra
     region_size = (x1 - x0, y1 - y0)
     image_to_region = np.array([[1.0, 0, -x0], [0, 1.0, -y0]])
     crop_to_region = compose_affine(image_to_region, invert_affine(image_to_crop))
-    still_region = face.image[y0:y1, x0:x1].astype(np.float32)
+    still_region = face.image[y0:y1, x0:x1]
     head = cv2.warpAffine(_head_ellipse(size), crop_to_region, region_size, flags=cv2.INTER_LINEAR)[..., None]
-    masks = paste_masks(landmarks, size)
+    if lower_face == "warped":
+        # The paste mask follows the jaw as the warp moves it (with the head), so its edge does not flicker.
+        masks = paste_masks(with_still_jaw(face.crop_landmarks, landmarks), size)
+        lower_faces = compose_lower_face(still_region, apply_affine(face.crop_landmarks, crop_to_region),
+                                         apply_affine(landmarks, crop_to_region), crops, crop_to_region)
+    else:
+        masks = paste_masks(landmarks, size)
+        lower_faces = [cv2.warpAffine(crop, crop_to_region, region_size, flags=cv2.INTER_CUBIC,
+                                      borderMode=cv2.BORDER_REPLICATE) for crop in crops]
     frames = np.repeat(face.image[None], len(crops), axis=0)
-    for frame, crop, mask, transform in zip(frames, crops, masks, transforms):
-        region = still_region
+    for frame, lower, mask, transform in zip(frames, lower_faces, masks, transforms):
+        region = still_region.astype(np.float32)
         if not np.allclose(transform, np.eye(2, 3)):
             motion = compose_affine(crop_to_region, compose_affine(transform, image_to_crop))
             moved = cv2.warpAffine(face.image, motion, region_size, flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-            region = still_region + head * (moved - still_region)
-        pasted = cv2.warpAffine(crop, crop_to_region, region_size, flags=cv2.INTER_CUBIC,
-                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            region = region + head * (moved - region)
         alpha = cv2.warpAffine(mask, crop_to_region, region_size, flags=cv2.INTER_LINEAR)[..., None]
-        frame[y0:y1, x0:x1] = np.clip(region + alpha * (pasted - region), 0, 255).round()
+        frame[y0:y1, x0:x1] = np.clip(region + alpha * (lower.astype(np.float32) - region), 0, 255).round()
     return frames
 
 

@@ -1,46 +1,82 @@
-"""The portrait's own face moved onto new landmarks, and a drawn mouth set into it.
+"""The portrait's own face moved onto new landmarks, at the portrait's own resolution, and a drawn mouth set into it.
 
-A thin-plate spline through the 68 landmarks (the crop's border held still) carries the portrait crop's pixels
-to where each frame's landmarks put them: its skin, lips and beard stay the person's own. What a warp cannot
-show is the inside of a mouth that opens wider than the portrait's (teeth, tongue); `set_mouth` takes that
-region from a drawn crop. `with_still_jaw` keeps the jaw line out of it: a jaw that A2L drops too far or bends
-(it does on faces unlike its training footage) would drag the chin and neck with it.
+A thin-plate spline through the 68 landmarks (the image's border held still) carries the portrait's pixels to where
+each frame's landmarks put them: its skin, lips and beard stay the person's own, as sharp as in the photo. The
+spline is evaluated on a grid of about 128 points a side and interpolated in between, so that a large image costs
+little more than a face crop. What a warp cannot show is the inside of a mouth that opens wider than the
+portrait's (teeth, tongue): `compose_lower_face` takes that from a drawn crop, and keeps the portrait's own mouth
+where the moved mouth still shows it (its teeth, when the photo shows them). `with_still_jaw` keeps the jaw line out
+of it: a jaw that A2L drops too far or bends (it does on faces unlike its training footage) would drag the chin and
+neck with it.
 """
+
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 
 from .align import STABLE_POINTS, apply_affine, fit_similarity
-from .landmarks import CHIN, INNER_LIPS
+from .landmarks import CHIN, INNER_LIP_LOWER, INNER_LIP_UPPER, INNER_LIPS, LEFT_EYE, RIGHT_EYE
 
-# Points per side of the crop's border that the warp holds still.
+# Points per side of the image's border that the warp holds still.
 _BORDER_POINTS_PER_SIDE = 9
-# Regularisation of the spline (in crop pixels squared), so that jittering neighbouring points cannot fold it.
+# Regularisation of the spline (in pixels squared of a 128-pixel face), so that jittering neighbouring points cannot
+# fold it.
 _SMOOTHING = 1.0
+# The spline is evaluated on at most this many points a side; the map is interpolated between them.
+_MAP_GRID = 128
+# A portrait's own mouth is shown inside a moved mouth when its lips are at least this far apart (the gap between the
+# facing inner-lip points over the distance between the eye centres): a closed mouth has no inside to show.
+_OPEN_MOUTH = 0.06
 
 
-def _border_points(size: int) -> np.ndarray:
-    ticks = np.linspace(0, size - 1, _BORDER_POINTS_PER_SIDE)
-    return np.array([(x, y) for x in ticks for y in ticks if x in (0, size - 1) or y in (0, size - 1)])
+def _border_points(height: int, width: int) -> np.ndarray:
+    xs, ys = np.linspace(0, width - 1, _BORDER_POINTS_PER_SIDE), np.linspace(0, height - 1, _BORDER_POINTS_PER_SIDE)
+    return np.array([(x, y) for x in xs for y in ys if x in (0, width - 1) or y in (0, height - 1)])
+
+
+def _interpolation_matrix(size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` sample positions spread over 0..size-1, and the [size,count] matrix that interpolates values at them
+    linearly to every position 0..size-1 (the identity when count == size)."""
+    positions = np.linspace(0, size - 1, count)
+    matrix = np.zeros((size, count))
+    place = np.interp(np.arange(size), positions, np.arange(count))
+    lower = np.minimum(np.floor(place).astype(int), count - 1)
+    upper = np.minimum(lower + 1, count - 1)
+    weight = place - lower
+    matrix[np.arange(size), lower] += 1 - weight
+    matrix[np.arange(size), upper] += weight
+    return positions, matrix
+
+
+def warp_maps(landmarks: np.ndarray, targets: np.ndarray, shape: tuple[int, int]) -> Iterator[np.ndarray]:
+    """For each of `targets` [N,68,2], the backward map float32 [H,W,2] of an image of `shape` (H, W) whose
+    `landmarks` [68,2] move onto those targets by a thin-plate spline, the image's border held still: for every output
+    pixel, where to read the image (x, y)."""
+    height, width = shape
+    border = _border_points(height, width)
+    ys, rows = _interpolation_matrix(height, min(height, _MAP_GRID))
+    xs, columns = _interpolation_matrix(width, min(width, _MAP_GRID))
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    sources = np.concatenate([np.asarray(landmarks, np.float64), border])
+    smoothing = _SMOOTHING * (max(height, width) / 128) ** 2
+    for target in np.asarray(targets, np.float64):
+        spline = RBFInterpolator(np.concatenate([target, border]), sources, kernel="thin_plate_spline",
+                                 smoothing=smoothing)
+        coarse = spline(grid).reshape(len(ys), len(xs), 2)
+        yield np.stack([rows @ coarse[..., axis] @ columns.T for axis in (0, 1)], axis=-1).astype(np.float32)
+
+
+def remap(image: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """`image` read at the backward map `where` [H,W,2] (bicubic, edges repeated)."""
+    return cv2.remap(image, where[..., 0], where[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
 def warp_to_landmarks(image: np.ndarray, landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """uint8 crops [N,S,S,3]: the crop `image` (uint8 [S,S,3]) whose landmarks [68,2] (crop pixels) are moved onto
-    each of `targets` [N,68,2] by a thin-plate spline, the crop's border held still."""
-    size = image.shape[0]
-    border = _border_points(size)
-    rows, columns = np.mgrid[0:size, 0:size]
-    grid = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(np.float64)
-    sources = np.concatenate([np.asarray(landmarks, np.float64), border])
-    warped = np.empty((len(targets), *image.shape), np.uint8)
-    for out, target in zip(warped, np.asarray(targets, np.float64)):
-        # Backward map: for every output pixel, where to read the portrait.
-        spline = RBFInterpolator(np.concatenate([target, border]), sources, kernel="thin_plate_spline",
-                                 smoothing=_SMOOTHING)
-        where = spline(grid).astype(np.float32).reshape(size, size, 2)
-        out[:] = cv2.remap(image, where[..., 0], where[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return warped
+    """uint8 images [N,H,W,3]: `image` (uint8 [H,W,3]) whose landmarks [68,2] (its pixels) are moved onto each of
+    `targets` [N,68,2] by a thin-plate spline, the image's border held still."""
+    return np.stack([remap(image, where) for where in warp_maps(landmarks, targets, image.shape[:2])])
 
 
 def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -53,20 +89,58 @@ def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return held
 
 
-def mouth_masks(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """Soft masks [N,S,S] in 0..1 of the inside of each mouth (the inner-lip polygon of landmarks [N,68,2], grown
-    and softened by about one pixel per 128)."""
-    step = max(1, round(size / 128))
+def _mask_shape(shape: int | tuple[int, int]) -> tuple[int, int]:
+    return (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
+
+
+def mouth_masks(landmarks: np.ndarray, shape: int | tuple[int, int]) -> np.ndarray:
+    """Soft masks [N,H,W] in 0..1 of the inside of each mouth (the inner-lip polygon of landmarks [N,68,2], grown
+    and softened by about one pixel per 128 of the image's size; `shape` is the size of a square or (H, W))."""
+    height, width = _mask_shape(shape)
+    step = max(1, round(max(height, width) / 128))
     kernel = np.ones((2 * step + 1, 2 * step + 1), np.uint8)
-    masks = np.zeros((len(landmarks), size, size), np.float32)
+    masks = np.zeros((len(landmarks), height, width), np.float32)
     for mask, points in zip(masks, np.asarray(landmarks)):
-        polygon = cv2.fillPoly(np.zeros((size, size), np.uint8), [np.round(points[list(INNER_LIPS)]).astype(np.int32)], 1)
+        polygon = cv2.fillPoly(np.zeros((height, width), np.uint8), [np.round(points[list(INNER_LIPS)]).astype(np.int32)], 1)
         mask[:] = cv2.GaussianBlur(cv2.dilate(polygon, kernel).astype(np.float32), (0, 0), step)
     return masks
 
 
+def own_mouth_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Soft mask [H,W] of what a face's open mouth shows (its teeth, say): the inner-lip polygon of `landmarks` [68,2]
+    shrunk by about a pixel per 128 and softened; empty when the lips are (nearly) closed."""
+    upper, lower = list(INNER_LIP_UPPER), list(INNER_LIP_LOWER)
+    eyes = np.linalg.norm(landmarks[list(LEFT_EYE)].mean(0) - landmarks[list(RIGHT_EYE)].mean(0))
+    if np.linalg.norm(landmarks[lower] - landmarks[upper], axis=1).mean() < _OPEN_MOUTH * eyes:
+        return np.zeros(shape, np.float32)
+    step = max(1, round(max(shape) / 128))
+    polygon = cv2.fillPoly(np.zeros(shape, np.uint8), [np.round(landmarks[list(INNER_LIPS)]).astype(np.int32)], 1)
+    shrunk = cv2.erode(polygon, np.ones((2 * step + 1, 2 * step + 1), np.uint8)).astype(np.float32)
+    return cv2.GaussianBlur(shrunk, (0, 0), step)
+
+
 def set_mouth(faces: np.ndarray, drawn: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """uint8 crops [N,S,S,3]: `faces` with the inside of each mouth (around `landmarks` [N,68,2]) taken from `drawn`."""
-    alpha = mouth_masks(landmarks, faces.shape[1])[..., None]
+    alpha = mouth_masks(landmarks, faces.shape[1:3])[..., None]
     blended = faces.astype(np.float32) + alpha * (drawn.astype(np.float32) - faces)
     return np.clip(blended, 0, 255).round().astype(np.uint8)
+
+
+def compose_lower_face(image: np.ndarray, image_landmarks: np.ndarray, targets: np.ndarray, drawn: np.ndarray,
+                       drawn_to_image: np.ndarray) -> np.ndarray:
+    """uint8 images [N,H,W,3]: `image` (uint8 [H,W,3], any size; its landmarks [68,2]) moved onto each of `targets`
+    [N,68,2] (its pixels), the jaw line with the head only, and the inside of each moved mouth taken from `drawn`
+    (uint8 [N,s,s,3], mapped into the image by the 2x3 `drawn_to_image`) except where it still shows the image's own
+    open mouth."""
+    height, width = image.shape[:2]
+    held = with_still_jaw(image_landmarks, targets)
+    inside = mouth_masks(targets, (height, width))
+    own = own_mouth_mask(np.asarray(image_landmarks, np.float64), (height, width))
+    composed = np.empty((len(targets), height, width, 3), np.uint8)
+    for out, where, drawn_crop, mouth in zip(composed, warp_maps(image_landmarks, held, (height, width)), drawn, inside):
+        warped = remap(image, where).astype(np.float32)
+        drawn_here = cv2.warpAffine(drawn_crop, drawn_to_image, (width, height), flags=cv2.INTER_CUBIC,
+                                    borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        alpha = (mouth * (1 - cv2.remap(own, where[..., 0], where[..., 1], cv2.INTER_LINEAR)))[..., None]
+        out[:] = np.clip(warped + alpha * (drawn_here - warped), 0, 255).round()
+    return composed

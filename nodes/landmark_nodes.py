@@ -7,7 +7,14 @@ from ..faces.paste import paste_back
 from ..faces.render import render_landmarks
 from ..media.video import resize_frames
 from ..pipelines.landmark import LandmarkDiffusionPipeline
-from ..pipelines.settings import DEFAULT_LOWER_FACE, DEFAULT_MOTION_SCALE, DEFAULT_SETTINGS, LOWER_FACES, MAX_MOTION_SCALE
+from ..pipelines.settings import (
+    DEFAULT_LOWER_FACE,
+    DEFAULT_MOTION_SCALE,
+    DEFAULT_SETTINGS,
+    LOWER_FACES,
+    MAX_MOTION_SCALE,
+    check_lower_face,
+)
 from . import services
 from .dae_nodes import check_speech_fits, track_reference_frames
 from .values import (
@@ -205,6 +212,11 @@ class PasteBack:
             "face": (FACE, {"tooltip": "The face from FindFace: its portrait receives the crops."}),
             "crops": ("IMAGE", {"tooltip": "One face crop per frame (L2VDenoise's crops, possibly processed; resized to the face's crop size)."}),
             "landmarks": (LANDMARKS, {"tooltip": "The landmarks the crops were made from (A2L)."}),
+        }, "optional": {
+            "lower_face": (list(LOWER_FACES), {"default": DEFAULT_LOWER_FACE,
+                                               "tooltip": "warped: the portrait's own lower face moved onto the "
+                                                          "landmarks at the portrait's resolution, the crops' mouths "
+                                                          "set in (as sharp as the photo); drawn: the crops enlarged."}),
         }}
 
     RETURN_TYPES = ("IMAGE", "FLOAT")
@@ -213,7 +225,9 @@ class PasteBack:
     CATEGORY = LANDMARK_CATEGORY
     DESCRIPTION = "Full-size frames: each generated lower face pasted into the portrait with a soft mask."
 
-    def paste(self, face: PortraitFace, crops, landmarks: Landmarks):
+    def paste(self, face: PortraitFace, crops, landmarks: Landmarks, lower_face: str | None = None):
+        lower_face = lower_face or DEFAULT_LOWER_FACE
+        check_lower_face(lower_face)
         if len(crops) != len(landmarks.points):
             raise TalkingHeadError(f"{len(crops)} crops for {len(landmarks.points)} frames of landmarks")
         frames = ImageBatch(len(crops))
@@ -221,6 +235,6 @@ class PasteBack:
         for start, batch in zip(range(0, len(crops), RENDER_CHUNK), image_batches(crops, "the crops", batch_size=RENDER_CHUNK)):
             stop = start + len(batch)
             frames.add(paste_back(face, resize_frames(batch, size), landmarks.points[start:stop],
-                                                            landmarks.transforms[start:stop]))
+                                  landmarks.transforms[start:stop], lower_face))
         return (frames.image, landmarks.fps)
 

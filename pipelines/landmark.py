@@ -40,7 +40,7 @@ from ..faces.paste import match_skin_colour, paste_back
 from ..faces.portrait import PortraitFace, find_portrait_face
 from ..faces.render import lower_face_mask, render_landmarks
 from ..faces.tracking import ping_pong, track_landmarks
-from ..faces.warp import set_mouth, warp_to_landmarks, with_still_jaw
+from ..faces.warp import compose_lower_face
 from ..hub_models.a2l import AudioToLandmarks
 from ..hub_models.autoencoders import (
     FRAME_AUTOENCODER_CLASSES,
@@ -52,7 +52,7 @@ from ..hub_models.autoencoders import (
 from ..hub_models.landmark_encoder import LandmarkEncoder
 from ..hub_models.speaker_encoder import SpeakerEncoder
 from ..media.audio import SAMPLE_RATE
-from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor
+from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor, front_end_of
 from ..media.images import to_model_range, to_uint8
 from ..media.speaker import speaker_embedding
 from .base import TalkingHeadPipeline, speech_waveform
@@ -146,9 +146,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         """The audio front end A2L was trained on."""
         if self._feature_extractor is None:
             config = self.require_a2l().config
-            self._feature_extractor = AudioFeatureExtractor(kind=config.feature_kind, fps=config.fps,
-                                                            model_name=config.feature_model_name, device=self.device,
-                                                            model=self.speech_model)
+            self._feature_extractor = front_end_of(config, self.device, self.speech_model)
         return self._feature_extractor
 
     def encode_audio(self, audio, sample_rate: int = SAMPLE_RATE):
@@ -273,8 +271,7 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                                              sampler))
         crops = match_skin_colour(crops, landmarks, identity_crop, identity_landmarks)
         if lower_face == "warped":
-            targets = with_still_jaw(identity_landmarks, landmarks)
-            crops = set_mouth(warp_to_landmarks(identity_crop, identity_landmarks, targets), crops, landmarks)
+            crops = compose_lower_face(identity_crop, identity_landmarks, landmarks, crops, np.eye(2, 3))
         return crops
 
     # -- everything ---------------------------------------------------------------------------------------
@@ -299,12 +296,13 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                         sampler: str = DEFAULTS.sampler, batch_size: int = DEFAULTS.batch_size,
                         callback: ProgressCallback | None = None,
                         lower_face: str = DEFAULT_LOWER_FACE) -> Iterator[np.ndarray]:
-        """Full-size uint8 frames [B,H,W,3], batch by batch: `generate_crops` pasted back into the portrait."""
+        """Full-size uint8 frames [B,H,W,3], batch by batch: `generate_crops` pasted back into the portrait (with
+        `lower_face` "warped", the portrait's own lower face moved at its own resolution, the crops' mouths set in)."""
         crops = self.generate_crops(face, landmarks, transforms, initial_noise, num_inference_steps, sampler,
                                     batch_size, callback, lower_face)
         for start, batch in zip(range(0, len(landmarks), batch_size), crops):
             stop = start + len(batch)
-            yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop])
+            yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop], lower_face)
 
     @torch.no_grad()
     def __call__(self, speech: np.ndarray | torch.Tensor, image, sample_rate: int = SAMPLE_RATE, *,
