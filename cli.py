@@ -12,6 +12,8 @@ from .bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from .errors import TalkingHeadError
 from .evaluation import ALL_METRICS as EVALUATION_METRICS
 from .faces.landmarks import LANDMARK_BACKENDS as LANDMARKER_NAMES
+from .media.feature_kinds import KINDS as FEATURE_KINDS
+from .media.feature_kinds import LAYERS as FEATURE_LAYERS
 from .pipelines.settings import (
     DEFAULT_LOWER_FACE,
     DEFAULT_MOTION_SCALE,
@@ -178,6 +180,14 @@ def _train(args) -> None:
     from .data.dataset import TalkingHeadDataset
     from .training.loop import TrainConfig, Trainer
 
+    if args.model == "avatar":
+        _train_avatar(args)
+        return
+    if args.video or args.minutes is not None or args.resume:
+        raise TalkingHeadError("--video, --minutes and --resume are for `train avatar`; the other models train on "
+                               "--data (a prepared dataset) and resume by themselves")
+    if not args.data:
+        raise TalkingHeadError(f"train {args.model} needs --data, a dataset folder from `talking-head prepare`")
     dataset = TalkingHeadDataset(args.data)
     if args.model == "autoencoder":
         from .training.autoencoder_task import AutoencoderTask
@@ -190,7 +200,7 @@ def _train(args) -> None:
         task = DAETask(dataset, image_size=args.resolution, autoencoder=args.autoencoder,
                        unet_preset=args.preset or "latent-small", encoder_preset=args.encoder_preset,
                        prediction_type=args.prediction, mouth_weight=args.mouth_weight,
-                       mouth_head_weight=args.mouth_head_weight)
+                       mouth_head_weight=args.mouth_head_weight, init=args.init)
     elif args.model == "l2v":
         from .training.l2v_task import L2VTask
 
@@ -204,14 +214,14 @@ def _train(args) -> None:
     elif args.model == "a2l":
         from .training.a2l_task import A2LTask
 
-        task = A2LTask(dataset, feature_kind=args.features, preset=args.preset or "small", window_frames=args.window,
-                       l2v=args.l2v, mouth_opening_weight=args.mouth_opening_weight)
+        task = A2LTask(dataset, front_end=_front_end(args, dataset), preset=args.preset or "small",
+                       window_frames=args.window, l2v=args.l2v, mouth_opening_weight=args.mouth_opening_weight)
     else:
         from .training.speech2latent_task import Speech2LatentTask
 
         if not args.dae:
             raise TalkingHeadError("train speech2latent needs --dae, the folder of a trained DAE (from `train dae`)")
-        task = Speech2LatentTask(dataset, args.dae, feature_kind=args.features, preset=args.preset or "base",
+        task = Speech2LatentTask(dataset, args.dae, front_end=_front_end(args, dataset), preset=args.preset or "base",
                                  window_frames=args.window)
     config = TrainConfig(output_dir=args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                          batch_size=args.batch_size, learning_rate=args.lr, weight_decay=args.weight_decay,
@@ -220,6 +230,63 @@ def _train(args) -> None:
                          mixed_precision=args.mixed_precision, seed=args.seed, resume=not args.restart)
     final = Trainer(task, config).train()
     print(f"saved {Path(args.out) / 'model'}: {final}")
+
+
+def _train_avatar(args) -> None:
+    from .training.avatar import DEFAULT_MINUTES, train_avatar
+
+    if args.data:
+        raise TalkingHeadError("train avatar takes the footage itself (--video), not a prepared dataset (--data)")
+    if not args.video:
+        raise TalkingHeadError("train avatar needs --video, footage of the person speaking")
+    report, close = _avatar_progress()
+    try:
+        output = train_avatar(args.video, args.out, minutes=DEFAULT_MINUTES if args.minutes is None else args.minutes,
+                              resume=args.resume,
+                              progress=report)
+    finally:
+        close()
+    print(output)
+
+
+def _avatar_progress():
+    """A one-line progress display for `train avatar` on stderr (the stage, how far, the time left), drawn once the
+    footage has passed its check, and its close."""
+    from tqdm.auto import tqdm
+
+    bars = []
+
+    def report(progress) -> None:
+        if progress.stage == "check":
+            return
+        if not bars:
+            bars.append(tqdm(total=1000, bar_format="{desc} {percentage:3.0f}% |{bar:20}| {postfix}", file=sys.stderr))
+        bar = bars[0]
+        bar.set_description_str(f"{progress.stage:>13}", refresh=False)
+        bar.set_postfix_str("" if progress.seconds_left is None else f"{progress.seconds_left / 60:.0f} min left",
+                            refresh=False)
+        bar.n = round(progress.fraction * 1000)
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return report, close
+
+
+def _front_end(args, dataset):
+    """The audio front end `train a2l` / `train speech2latent` learn from: --features, --speech-model, --feature-layers."""
+    from .media.features import AudioFeatureExtractor
+
+    if args.features == "logmel" and (args.speech_model or args.feature_layers != "last"):
+        raise TalkingHeadError("--speech-model and --feature-layers are for the speech model features "
+                               "(--features whisper, wav2vec2 or hubert), not logmel")
+    front_end = AudioFeatureExtractor(args.features, fps=dataset.fps, model_name=args.speech_model,
+                                      layers=args.feature_layers)
+    if front_end.kind != "logmel":
+        front_end.speech_model  # noqa: B018 (loads it now: a model that cannot be had fails before any work)
+    return front_end
 
 
 def _evaluate(args) -> None:
@@ -239,6 +306,10 @@ def _evaluate(args) -> None:
     sampling = vars(_sampling(args, args.pipeline))
     motion_scale, lower_face = _landmark_options(args)
     dataset = TalkingHeadDataset(args.data)
+    if (args.a2l_only or args.size) and args.pipeline != "landmark":
+        raise TalkingHeadError("--a2l-only and --size measure the landmark pipeline; add --pipeline landmark")
+    drawing = not (args.semantic_only or args.a2l_only)
+    mouth_judge, unavailable = _mouth_judge(args.mediapipe_model) if drawing else (None, {})
     if args.pipeline == "landmark":
         from .evaluation.landmark_holdout import evaluate_landmark_pipeline
         from .pipelines.landmark import LandmarkDiffusionPipeline
@@ -246,6 +317,7 @@ def _evaluate(args) -> None:
         model = args.model or DEFAULT_LANDMARK_MODEL
         pipeline = LandmarkDiffusionPipeline.from_pretrained(model)
         report = evaluate_landmark_pipeline(pipeline, dataset, motion_scale=motion_scale, lower_face=lower_face,
+                                            mouth_judge=mouth_judge, a2l_only=args.a2l_only, size=args.size,
                                             **sampling)
     else:
         from .evaluation.holdout import evaluate_on_holdout
@@ -254,12 +326,24 @@ def _evaluate(args) -> None:
         model = args.model or DEFAULT_DAE_MODEL
         pipeline = DAETalkerPipeline.from_pretrained(model)
         report = evaluate_on_holdout(pipeline, dataset, use_real_pose=args.real_pose, with_ceiling=args.with_ceiling,
-                                     semantic_only=args.semantic_only, **sampling)
+                                     semantic_only=args.semantic_only, mouth_judge=mouth_judge, **sampling)
     report["model"] = public_model_name(model)
+    report["unavailable"] = unavailable
     text = json.dumps(report, indent=2)
     if args.output:
         Path(args.output).write_text(text)
     print(text)
+
+
+def _mouth_judge(model_path: str | None):
+    """MediaPipe's mouth measure for `evaluate --data`, or None and why it cannot be had ({"mediapipe": reason})."""
+    from .errors import MetricWeightsError
+    from .evaluation.mediapipe_mouth import MediaPipeMouth
+
+    try:
+        return MediaPipeMouth(model_path), {}
+    except MetricWeightsError as error:
+        return None, {"mediapipe": str(error)}
 
 
 def _evaluate_videos(args) -> None:
@@ -268,7 +352,7 @@ def _evaluate_videos(args) -> None:
     from .evaluation.videos import MetricWeights, evaluate_videos, format_table, write_csv
 
     weights = MetricWeights(lpips=args.lpips_weights, lpips_backbone=args.lpips_backbone_weights,
-                            syncnet=args.syncnet_weights)
+                            syncnet=args.syncnet_weights, mediapipe=args.mediapipe_model)
     report = evaluate_videos(args.generated, args.real or [], metrics=args.metrics, weights=weights,
                              landmark_backend=args.landmarks, device=args.device)
     if args.output:
@@ -295,6 +379,12 @@ def _convert_ge2e(args) -> None:
     from .convert.speaker_encoder import convert_speaker_encoder
 
     print(convert_speaker_encoder(args.weights, args.out, licence=args.licence, half=args.half))
+
+
+def _convert_whisper(args) -> None:
+    from .convert.whisper import convert_whisper_encoder
+
+    print(convert_whisper_encoder(args.source, args.out, licence=args.licence, half=args.half))
 
 
 def _app(args) -> None:
@@ -348,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--fps", type=float, default=25.0)
     prepare.add_argument("--resolution", type=int, default=256, help="size of the stored face crops")
     prepare.add_argument("--val-fraction", type=float, default=0.2, help="last part of each video kept for validation")
-    prepare.add_argument("--features", nargs="+", default=["logmel"], help="logmel, wav2vec2, hubert")
+    prepare.add_argument("--features", nargs="+", default=["logmel"], choices=["logmel", "wav2vec2", "hubert"],
+                         help="audio features to compute now, with their default models (training computes any "
+                              "others it needs from the stored speech, once)")
     prepare.add_argument("--landmarks", default="dlib", choices=LANDMARK_BACKENDS,
                          help="landmark detector (face-alignment downloads its weights on first use)")
     prepare.add_argument("--crop", choices=["fixed", "smooth"], default="fixed",
@@ -362,11 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--overwrite", action="store_true")
     prepare.set_defaults(run=_prepare)
 
-    train = commands.add_parser("train", help="train a model on a prepared dataset")
-    train.add_argument("model", choices=["autoencoder", "dae", "speech2latent", "a2l", "l2v"])
-    train.add_argument("--data", required=True, nargs="+",
-                       help="dataset folders from `talking-head prepare` (several train together)")
-    train.add_argument("--out", required=True, help="training folder: checkpoint, log, samples, model/")
+    train = commands.add_parser("train", help="train a model on a prepared dataset, or an avatar from your footage")
+    train.add_argument("model", choices=["avatar", "autoencoder", "dae", "speech2latent", "a2l", "l2v"],
+                       help="avatar: a whole DAE-Talker from --video in one step; the others: one stage on --data")
+    train.add_argument("--data", nargs="+", help="dataset folders from `talking-head prepare` (several train together)")
+    train.add_argument("--video", nargs="+", help="footage of one person speaking, minutes of it (avatar)")
+    train.add_argument("--minutes", type=float, help="the whole time budget, preparing and measuring included "
+                       "(avatar; default 60)")
+    train.add_argument("--resume", action="store_true", help="go on with a stopped run from its last checkpoint "
+                       "(avatar; its work folder is OUT.work)")
+    train.add_argument("--out", required=True, help="training folder: checkpoint, log, samples, model/ (for avatar: "
+                       "the model folder itself)")
     train.add_argument("--resolution", type=int, default=64, help="frame size the model works at")
     train.add_argument("--preset", help="model size preset")
     train.add_argument("--encoder-preset", default="small", help="semantic encoder preset (dae)")
@@ -374,8 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "diffuse in its latent (dae, l2v)")
     train.add_argument("--frame-stride", type=int, default=1,
                        help="train on every n-th frame; neighbouring frames differ little (l2v)")
-    train.add_argument("--init", help="a trained folder to continue from: an autoencoder (autoencoder), or a "
-                       "landmark pipeline whose L2V and autoencoder are kept (l2v)")
+    train.add_argument("--init", help="a trained folder to continue from: an autoencoder (autoencoder), a DAE-Talker "
+                       "whose decoder, semantic encoder and autoencoder are kept (dae), or a landmark pipeline whose "
+                       "L2V and autoencoder are kept (l2v)")
     train.add_argument("--decoder-only", action="store_true",
                        help="train only the decoder of --init, keeping its latent space (autoencoder)")
     train.add_argument("--augment", action="store_true",
@@ -391,7 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "error (a2l)")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
     train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")
-    train.add_argument("--features", default="logmel", help="audio feature kind (speech2latent, a2l)")
+    train.add_argument("--features", default="logmel", choices=FEATURE_KINDS,
+                       help="the speech features the model hears: logmel (no weights), or a speech model's hidden "
+                            "states (--speech-model) (speech2latent, a2l)")
+    train.add_argument("--speech-model", help="the speech model of --features: a folder (e.g. from `convert-whisper`), "
+                       "a Hub repo id or, for whisper, an OpenAI .pt checkpoint; the trained pipeline carries it "
+                       "(speech2latent, a2l)")
+    train.add_argument("--feature-layers", default="last", choices=FEATURE_LAYERS,
+                       help="which of the speech model's hidden states: its output, the mean of its layers, or all "
+                            "side by side (speech2latent, a2l)")
     train.add_argument("--window", type=int, default=100, help="frames per training window (speech2latent, a2l)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=2e-4)
@@ -415,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--lpips-weights", help="LPIPS v0.1 alex.pth (default: downloaded on first use)")
     evaluate.add_argument("--lpips-backbone-weights", help="torchvision AlexNet weights for LPIPS (default: downloaded)")
     evaluate.add_argument("--syncnet-weights", help="SyncNet syncnet_v2.model for LSE-C/LSE-D (default: downloaded)")
+    evaluate.add_argument("--mediapipe-model", help="MediaPipe's face_landmarker.task, a second judge of the mouth "
+                          "(needs the mediapipe extra; default: downloaded on first use)")
     evaluate.add_argument("--landmarks", default="dlib", choices=LANDMARK_BACKENDS,
                           help="landmark detector for the landmark metrics")
     evaluate.add_argument("--device", default="cpu", help="where the metric networks run, e.g. cuda")
@@ -425,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="Hub repo id or local pipeline folder (default: the bundled model)")
     _add_landmark_options(evaluate)
     _sampling_options(evaluate)
+    evaluate.add_argument("--size", type=_integer(32, 4096), help="the crop size the held-out clips are measured at "
+                          "(landmark; default: the model's): the lower face is made at it, as a video makes it at "
+                          "the portrait's size")
     evaluate.add_argument("--real-pose", action="store_true",
                           help="drive the pose with the real one instead of the predicted (dae)")
     stages = evaluate.add_mutually_exclusive_group()
@@ -435,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_argument("--semantic-only", action="store_true",
                         help="measure only what the semantic code holds (its directions and the mouth read-out): "
                              "draws no frames and needs no speech2latent, to judge a DAE before training one (dae)")
+    stages.add_argument("--a2l-only", action="store_true",
+                        help="measure only A2L's landmarks against the real ones, drawing no frames: seconds, to "
+                             "judge an A2L (landmark)")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here too")
     evaluate.set_defaults(run=_evaluate)
 
@@ -459,6 +574,16 @@ def build_parser() -> argparse.ArgumentParser:
     ge2e.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
     ge2e.add_argument("--out", required=True)
     ge2e.set_defaults(run=_convert_ge2e)
+
+    whisper = commands.add_parser("convert-whisper", help="Whisper weights (an OpenAI .pt checkpoint, a transformers "
+                                  "folder or Hub repo, or an encoder folder) to an encoder folder for "
+                                  "`train --speech-model`")
+    whisper.add_argument("source", help="e.g. base.pt, openai/whisper-base or a folder")
+    whisper.add_argument("--licence", help="the weights' licence file, copied into the folder (default: the one "
+                         "beside the weights, or OpenAI's MIT notice for a .pt checkpoint)")
+    whisper.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    whisper.add_argument("--out", required=True)
+    whisper.set_defaults(run=_convert_whisper)
 
     app = commands.add_parser("app", help="serve the Gradio demo in a browser")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")

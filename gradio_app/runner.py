@@ -3,8 +3,10 @@ stage by stage (so the page can follow the progress and cancel between batches).
 
 import functools
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +34,12 @@ KEEP_RESULTS_SECONDS = 3600
 
 STAGES = {"face": "Finding the face", "speech": "Reading the speech", "latents": "Speech to latents",
           "landmarks": "Speech to landmarks", "frames": "Drawing frames"}
+AVATAR_STAGES = {"check": "Checking the footage", "prepare": "Preparing the footage",
+                 "dae": "Training the diffusion autoencoder", "speech2latent": "Training speech2latent",
+                 "evaluate": "Measuring it on the held-back part", "done": "Done"}
+# Where the demo keeps avatars made on this machine (the ComfyUI pack's standalone models folder).
+AVATAR_FOLDER = Path(os.environ.get("TALKING_HEAD_MODELS", "~/.cache/talking_head/models")).expanduser()
+AVATAR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -77,10 +85,20 @@ def model_source(choice: str | None, default: str, limits: Limits) -> str:
     name = (choice or "").strip() or default
     if name in BUNDLED_MODELS:
         return str(BUNDLED_MODELS[name])
+    if not limits.public and name in local_avatars():
+        return str(AVATAR_FOLDER / name)
     if limits.public and (not HUB_REPO_ID.fullmatch(name) or ".." in name or Path(name).exists()):
         raise TalkingHeadError(f"This demo loads one of its bundled models ({', '.join(BUNDLED_MODELS)}) or a "
                                "Hugging Face Hub repo id (org/name); it does not open folders on its server.")
     return name
+
+
+def local_avatars() -> list[str]:
+    """The names of the avatars made on this machine (folders of a DAE-Talker in AVATAR_FOLDER)."""
+    if not AVATAR_FOLDER.is_dir():
+        return []
+    return sorted(folder.name for folder in AVATAR_FOLDER.iterdir()
+                  if (folder / "model_index.json").is_file() and "DAETalkerPipeline" in (folder / "model_index.json").read_text())
 
 
 def describe_model(pipeline) -> str:
@@ -155,3 +173,51 @@ def run_landmark(*, model: str, audio: str, portrait: np.ndarray, pose_video: st
                                                 pose_from=pose_video or None, face=int(face_index),
                                                 motion_scale=float(motion_scale), lower_face=lower_face,
                                                 landmark_preview_path=preview))
+
+
+class _StopTraining(Exception):
+    """The visitor pressed Stop: the training run keeps a checkpoint and ends."""
+
+
+def run_avatar(*, videos: list[str], name: str, minutes: float, folder: Path = AVATAR_FOLDER,
+               report_every: float = 1.0) -> Iterator[PageProgress]:
+    """Train a DAE-Talker avatar from `videos` into `folder/name`, stage by stage. The training runs in a thread; when
+    the page stops following (Stop), it is told to stop, keeps a checkpoint, and a later run of the same name and
+    footage resumes from there."""
+    from ..training.avatar import train_avatar
+
+    if not AVATAR_NAME.fullmatch(name or "") or name.endswith(".work"):
+        raise TalkingHeadError(f"Name the avatar with a plain folder name (letters, digits, . _ -), not {name!r}.")
+    if not videos:
+        raise TalkingHeadError("Upload footage of the person speaking first: minutes of it, one person, one camera.")
+    reports: queue.Queue = queue.Queue()
+    stop, outcome, last = threading.Event(), {}, [0.0]
+
+    def progress(report) -> None:
+        if stop.is_set():
+            raise _StopTraining
+        if report.stage in ("done", "check", "prepare", "evaluate") or time.monotonic() - last[0] >= report_every:
+            last[0] = time.monotonic()
+            reports.put(report)
+
+    def train() -> None:
+        try:
+            outcome["model"] = train_avatar(videos, folder / name, minutes=float(minutes), resume=True, name=name,
+                                            progress=progress)
+        except BaseException as error:  # handed to the page below
+            outcome["error"] = error
+        finally:
+            reports.put(None)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    thread = threading.Thread(target=train, name="avatar-training", daemon=True)
+    thread.start()
+    try:
+        while (report := reports.get()) is not None:
+            left = "" if report.seconds_left is None else f" ({report.seconds_left / 60:.0f} min left)"
+            yield PageProgress(AVATAR_STAGES[report.stage] + left, round(report.fraction * 1000), 1000)
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]

@@ -18,7 +18,9 @@ from ..pipelines.settings import (
     PAPER_SETTINGS,
     SAMPLER_NAMES,
 )
+from ..training.avatar import DEFAULT_MINUTES
 from .runner import (
+    AVATAR_FOLDER,
     BUNDLED_DAE,
     BUNDLED_LANDMARK,
     BUNDLED_MODELS,
@@ -27,8 +29,10 @@ from .runner import (
     describe_model,
     fit_portrait,
     load_pipeline,
+    local_avatars,
     model_source,
     output_path,
+    run_avatar,
     run_dae_talker,
     run_landmark,
 )
@@ -47,6 +51,12 @@ low-resolution faces. The videos are synthetic: use only faces you have the cons
 wherever you share them."""
 
 
+AVATAR_INTRO = """Film yourself (or someone who agreed) talking to a still camera: **minutes of speech, one person, one
+shot**. The demo checks the footage, trains a DAE-Talker on it within the time you give (an hour on two CPU cores gives
+a first avatar; more is better), measures it on a held-back part and keeps it on this machine: pick it in the
+DAE-Talker tab. Stop keeps a checkpoint; run again with the same name and footage to go on."""
+AVATAR_PUBLIC = ("Making an avatar trains a model for an hour or more on the machine it runs on, with your footage. "
+                 "A shared demo cannot offer that: run the demo on your own computer (`talking-head app`) to make one.")
 DAE, LANDMARK = DEFAULT_SETTINGS["dae"], DEFAULT_SETTINGS["landmark"]
 DEFAULT_PORTRAIT_SIDE, DEFAULT_DAE_SIZE = 512, 256
 
@@ -74,11 +84,13 @@ def _portrait_input() -> gr.Image:
     return image
 
 
-def _follow(steps, progress: gr.Progress):
-    """Report each step to the page's progress bar; yields between steps so that Stop takes effect."""
+def _follow(steps, progress: gr.Progress, unit: str = "frames"):
+    """Report each step to the page's progress bar; yields between steps so that Stop takes effect. With `unit` None
+    the bar shows the fraction done."""
     for step in steps:
         if step.total > 1:
-            progress((step.done, step.total), desc=step.description, unit="frames")
+            progress(step.done / step.total if unit is None else (step.done, step.total), desc=step.description,
+                     unit=unit or "steps")
         else:
             progress(0, desc=step.description)
         yield f"{step.description}…"
@@ -148,6 +160,33 @@ def landmark_handler(limits: Limits):
             raise _visitor_error(error, audio, portrait, pose_video) from None
 
     return generate
+
+
+def avatar_handler(limits: Limits):
+    """The avatar tab's train function (a generator: Stop ends the training at a checkpoint)."""
+
+    def train(videos, name="my-avatar", minutes=DEFAULT_MINUTES, progress=gr.Progress()):
+        if limits.public:
+            raise gr.Error(AVATAR_PUBLIC, print_exception=False)
+        paths = [getattr(video, "name", video) for video in (videos or [])]
+        try:
+            steps = run_avatar(videos=paths, name=(name or "").strip(), minutes=minutes)
+            for status in _follow(steps, progress, unit=None):
+                yield status
+            model = DAETalkerPipeline.from_pretrained(AVATAR_FOLDER / name.strip())
+            yield _avatar_summary(name.strip(), model)
+        except TalkingHeadError as error:
+            raise _visitor_error(error, *paths) from None
+
+    return train
+
+
+def _avatar_summary(name: str, model) -> str:
+    figures = model.training_record["evaluation"]["mean"]
+    return (f"**{name}** is ready: pick it in the DAE-Talker tab. On its held-back footage, from the speech alone: "
+            f"the mouth follows the real one at {figures['mouth_correlation']:.2f}, PSNR {figures['psnr']:.1f} dB, "
+            f"the semantic code reads the mouth at {figures['semantic_mouth_readout_correlation']:.2f}. "
+            "Its model card (README.md in its folder) says how it was made.")
 
 
 def _common_settings(pipeline: str):
@@ -220,7 +259,8 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
         with gr.Tab("DAE-Talker"):
             with gr.Row():
                 with gr.Column():
-                    model = gr.Dropdown([(f"{BUNDLED_DAE} (bundled)", BUNDLED_DAE)], value=BUNDLED_DAE,
+                    avatars = [] if limits.public else [(f"{name} (made here)", name) for name in local_avatars()]
+                    model = gr.Dropdown([(f"{BUNDLED_DAE} (bundled)", BUNDLED_DAE), *avatars], value=BUNDLED_DAE,
                                         allow_custom_value=True, label="Model",
                                         info="A DAE-Talker draws the one person it was trained on. "
                                              + _model_info(limits))
@@ -245,6 +285,27 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
             stop.click(None, cancels=[event])
             gr.Examples(DAE_EXAMPLES, [audio], [video, status], fn=_with_defaults(handler, inputs, ("audio",)),
                         cache_examples=True, cache_mode="lazy")
+
+        with gr.Tab("Make your avatar"):
+            gr.Markdown(AVATAR_PUBLIC if limits.public else AVATAR_INTRO)
+            with gr.Row():
+                with gr.Column():
+                    footage = gr.File(file_count="multiple", file_types=["video"], label="Footage (one person speaking)",
+                                      interactive=not limits.public)
+                    name = gr.Textbox(value="my-avatar", label="Name", interactive=not limits.public,
+                                      info="The avatar's folder name; the same name and footage resume a stopped run.")
+                    minutes = gr.Slider(5, 600, value=DEFAULT_MINUTES, step=5, label="Time budget (minutes)",
+                                        interactive=not limits.public,
+                                        info="Preparing, training and measuring all included.")
+                    with gr.Row():
+                        run = gr.Button("Make the avatar", variant="primary", interactive=not limits.public)
+                        stop = gr.Button("Stop", interactive=not limits.public)
+                with gr.Column():
+                    status = gr.Markdown()
+            handler = avatar_handler(limits)
+            inputs = dict(videos=footage, name=name, minutes=minutes)
+            event = run.click(handler, _in_order(handler, inputs), [status], api_name="avatar")
+            stop.click(None, cancels=[event])
     return app
 
 

@@ -8,6 +8,7 @@ from .landmark_nodes import A2L, FindFace, HeadMotionFromFrames, L2VDenoise, Lan
 from .loaders import LoadDAETalker, LoadLandmarkDiffusion
 from .save import SaveVideo
 from .services import readable_errors
+from .training_nodes import TrainDAEAvatar
 
 NODE_ID_PREFIX = "TalkingHead"
 
@@ -22,6 +23,7 @@ _NODES = {
     "PoseFromFrames": (PoseFromFrames, "Talking Head: Pose from Frames"),
     "Speech2Latent": (Speech2Latent, "Talking Head: Speech2Latent"),
     "DAEDecode": (DAEDecode, "Talking Head: DAEDecode"),
+    "TrainDAEAvatar": (TrainDAEAvatar, "Talking Head: Train DAE-Talker avatar"),
     # landmark-guided
     "LoadLandmarkDiffusion": (LoadLandmarkDiffusion, "Talking Head: Load Landmark Diffusion"),
     "FindFace": (FindFace, "Talking Head: Find Face"),

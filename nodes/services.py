@@ -23,6 +23,8 @@ HUB_CACHE = "hub"
 # Outside ComfyUI, models are looked for here, and saved videos go here.
 STANDALONE_MODELS = Path(os.environ.get("TALKING_HEAD_MODELS", "~/.cache/talking_head/models")).expanduser()
 STANDALONE_OUTPUT = Path(os.environ.get("TALKING_HEAD_OUTPUT", "output"))
+STANDALONE_INPUT = Path(os.environ.get("TALKING_HEAD_INPUT", "input"))
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg")
 # Progress reaches the UI at most this often (seconds), and always at the end.
 PROGRESS_INTERVAL = 0.25
 
@@ -65,6 +67,18 @@ def output_file(filename_prefix: str, suffix: str) -> tuple[Path, dict]:
                            if p.name[len(name) + 1:-len(suffix) - 1].isdigit()), default=0)
     filename = f"{name}_{counter:05}_{suffix}"
     return Path(folder) / filename, {"filename": filename, "subfolder": subfolder, "type": "output"}
+
+
+def input_folder() -> Path:
+    """ComfyUI's input folder (where uploads go), or the standalone one."""
+    folder_paths = _comfy("folder_paths")
+    return Path(folder_paths.get_input_directory()) if folder_paths is not None else STANDALONE_INPUT
+
+
+def input_videos() -> list[str]:
+    """The video files in the input folder, by name."""
+    folder = input_folder()
+    return sorted(path.name for path in folder.iterdir() if path.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
 
 
 def device() -> torch.device:
@@ -113,12 +127,12 @@ class Progress:
     `update(done)` also checks for cancel, so a run stops at the next update after the user cancels.
     """
 
-    def __init__(self, total: int, description: str):
+    def __init__(self, total: int, description: str, unit: str = "frame"):
         self.total = total
         self._last_sent = 0.0
         comfy_utils = _comfy("comfy.utils")
         self._comfy_bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
-        self._tqdm = None if self._comfy_bar is not None else tqdm(total=total, desc=description, unit="frame")
+        self._tqdm = None if self._comfy_bar is not None else tqdm(total=total, desc=description, unit=unit)
 
     def update(self, done: int) -> None:
         """Report `done` of `total` units finished."""

@@ -33,7 +33,7 @@ RELEASED_NODE_IDS = {
     "TalkingHeadAudioEncoder", "TalkingHeadLoadDAETalker", "TalkingHeadPosePredictor", "TalkingHeadEditPose",
     "TalkingHeadPoseFromFrames", "TalkingHeadSpeech2Latent", "TalkingHeadDAEDecode", "TalkingHeadLoadLandmarkDiffusion",
     "TalkingHeadFindFace", "TalkingHeadHeadMotionFromFrames", "TalkingHeadA2L", "TalkingHeadLandmarkRender",
-    "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo",
+    "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo", "TalkingHeadTrainDAEAvatar",
 }
 CORE_TYPES = {"IMAGE", "AUDIO", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -201,6 +201,39 @@ def test_an_untrained_model_says_so_when_loaded(caplog):
     assert "untrained" in caplog.text
 
 
+# -- training -----------------------------------------------------------------------------------------------------------
+def test_train_avatar_turns_images_and_audio_into_a_model_the_loader_lists(models_dir, tmp_path, monkeypatch):
+    from talking_head.nodes import training_nodes
+    from talking_head.training import avatar
+    from talking_head.media.video import read_video_frames
+
+    anchor = Path(__file__).resolve().parents[2] / "shared" / "media" / "long" / "dfrf_cnn2_25fps.mp4"
+    if not anchor.exists():
+        pytest.skip(f"real footage {anchor} is absent")
+    base = tmp_path / "base"
+    tiny_dae_pipeline(latent_space=True).save_pretrained(base)
+    monkeypatch.setattr(training_nodes, "AVATAR_BASE", base)
+    monkeypatch.setattr(avatar, "AVATAR_RECIPE", avatar.AvatarRecipe(resolution=64, speech2latent_preset="tiny"))
+    monkeypatch.setattr(avatar, "MIN_SPEECH_SECONDS", 5.0)
+    frames = np.concatenate(list(read_video_frames(anchor, size=(192, 192))))[:250]  # 10 s
+    images = comfy_image(frames)
+    audio = {"waveform": torch.from_numpy(load_audio(anchor, sample_rate=44100)[:441000])[None, None],
+             "sample_rate": 44100}
+    with pytest.raises(TalkingHeadError, match="must be a plain folder name"):
+        node("TrainDAEAvatar").train("../elsewhere", 1.0, images=images, audio=audio)
+    with pytest.raises(TalkingHeadError, match="connect the footage"):
+        node("TrainDAEAvatar").train("anchor", 1.0)
+
+    model = node("TrainDAEAvatar").train("anchor", 0.5, images=images, audio=audio, frame_rate=25.0)[0]
+
+    assert isinstance(model, DAETalkerPipeline) and "evaluation" in model.training_record
+    assert (models_dir / "anchor" / "README.md").exists() and (models_dir / "anchor.work" / "footage.mp4").exists()
+    assert "anchor" in model_choices(DAETalkerPipeline) and "anchor.work" not in model_choices(DAETalkerPipeline)
+    speech = node("AudioEncoder").encode(model, audio)[0]
+    latents = node("Speech2Latent").run(model, speech)[0]
+    assert_comfy_image(node("DAEDecode").decode(model, latents, steps=1)[0], 250, 64, 64)
+
+
 # -- DAE-Talker -------------------------------------------------------------------------------------------------------
 def test_the_dae_talker_nodes_turn_comfy_audio_into_image_frames(dae, stereo_audio):
     speech = node("AudioEncoder").encode(dae, stereo_audio)[0]
@@ -214,6 +247,28 @@ def test_the_dae_talker_nodes_turn_comfy_audio_into_image_frames(dae, stereo_aud
     assert fps == 25.0
     resized, _ = node("DAEDecode").decode(dae, latents, steps=2, output_size=32)
     assert_comfy_image(resized, 50, 32, 32)
+
+
+def test_the_node_chain_and_the_video_job_join_speech2latents_windows_the_same_way(dae, tmp_path, monkeypatch):
+    from talking_head import jobs
+    from talking_head.pipelines.dae_talker import LATENT_WINDOW_FRAMES
+    from talking_head.pipelines.settings import SamplingSettings
+
+    audio = {"waveform": torch.from_numpy(load_audio(ASSETS / "jfk.flac"))[None, None], "sample_rate": 16000}
+    speech = node("AudioEncoder").encode(dae, audio)[0]
+    assert speech.num_frames > LATENT_WINDOW_FRAMES  # 11 s: two overlapping windows
+    pose = node("PosePredictor").predict(dae, speech)[0]
+    node_latents = node("Speech2Latent").run(dae, speech, pose)[0].values
+    job_latents = []
+    decode = DAETalkerPipeline.decode_latents
+    monkeypatch.setattr(DAETalkerPipeline, "decode_latents",
+                        lambda self, latents, *args, **kwargs: job_latents.append(latents) or decode(self, latents, *args, **kwargs))
+
+    jobs.run(jobs.dae_talker_video(dae, ASSETS / "jfk.flac", tmp_path / "job.mp4", settings=SamplingSettings(1)))
+
+    torch.testing.assert_close(job_latents[0], node_latents, rtol=0, atol=1e-5)
+    torch.testing.assert_close(dae(load_audio(ASSETS / "jfk.flac"), num_inference_steps=1).latents, node_latents,
+                               rtol=0, atol=1e-5)
 
 
 def test_edit_pose_scales_and_offsets_the_angles_and_scales_the_movement(dae):

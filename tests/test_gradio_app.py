@@ -166,7 +166,7 @@ def test_the_page_renders_its_main_controls_in_headless_chromium(server, tmp_pat
                "--virtual-time-budget=15000"]
     dom = subprocess.run([*command, "--dump-dom", server], capture_output=True, text=True, timeout=120).stdout
     for label in ("Portrait", "Speech", "Generate", "Stop", "Denoising steps", "Seed", "More settings", "DAE-Talker",
-                  "Head motion from a video", "Examples"):
+                  "Head motion from a video", "Examples", "Make your avatar"):
         assert label in dom, f"{label!r} is not on the page"
     subprocess.run([*command, f"--screenshot={tmp_path / 'page.png'}", server], capture_output=True, timeout=120)
     assert Image.open(tmp_path / "page.png").size == (1280, 1800)
@@ -191,3 +191,55 @@ def test_the_api_shows_no_server_path_and_the_head_motion_video_is_optional():
         parameters = {p["parameter_name"]: p for p in info["named_endpoints"][endpoint]["parameters"]}
         assert parameters["pose_video"]["parameter_has_default"] and parameters["pose_video"]["parameter_default"] is None
         assert not parameters["audio"]["parameter_has_default"]
+
+
+def test_the_avatar_tab_trains_in_a_thread_that_stop_ends_at_a_checkpoint(monkeypatch, tmp_path):
+    from talking_head.training import avatar
+
+    seen = {}
+
+    def fake_train_avatar(videos, output, *, minutes, resume, name, progress):
+        seen.update(videos=videos, output=output, minutes=minutes, resume=resume)
+        try:
+            for step in range(1000):
+                progress(avatar.AvatarProgress("dae", step / 1000, 600 - step))
+                time.sleep(0.01)
+        except runner._StopTraining:
+            seen["stopped"] = True  # the trainer writes its checkpoint here
+            raise
+
+    monkeypatch.setattr(avatar, "train_avatar", fake_train_avatar)
+    steps = runner.run_avatar(videos=["me.mp4"], name="me", minutes=30, folder=tmp_path, report_every=0.0)
+    first = [next(steps) for _ in range(3)]
+    steps.close()  # what gradio does when the visitor presses Stop
+
+    assert first[0].description == "Training the diffusion autoencoder (10 min left)" and first[0].total == 1000
+    assert seen == {"videos": ["me.mp4"], "output": tmp_path / "me", "minutes": 30.0, "resume": True, "stopped": True}
+
+
+def test_the_avatar_tab_shows_the_reason_a_run_fails_and_refuses_a_bad_name(monkeypatch, tmp_path):
+    from talking_head.errors import TalkingHeadError
+    from talking_head.training import avatar
+
+    def no_face(*args, **kwargs):
+        raise TalkingHeadError("a face was found in only 0 of 60 seconds sampled")
+
+    monkeypatch.setattr(avatar, "train_avatar", no_face)
+    with pytest.raises(TalkingHeadError, match="a face was found in only 0"):
+        list(runner.run_avatar(videos=["me.mp4"], name="me", minutes=30, folder=tmp_path))
+    with pytest.raises(TalkingHeadError, match="plain folder name"):
+        list(runner.run_avatar(videos=["me.mp4"], name="../me", minutes=30, folder=tmp_path))
+
+
+def test_in_public_mode_the_avatar_tab_says_why_it_cannot_train():
+    import gradio as gr
+
+    from talking_head.gradio_app.ui import AVATAR_PUBLIC, avatar_handler
+
+    with pytest.raises(gr.Error, match="run the demo on your own computer"):
+        next(avatar_handler(runner.Limits(public=True))(["me.mp4"]))
+    config = build_app(runner.Limits(public=True)).get_config_file()
+    markdown = [c["props"].get("value") for c in config["components"] if c["type"] == "markdown"]
+    assert AVATAR_PUBLIC in markdown
+    buttons = {c["props"].get("value"): c["props"].get("interactive") for c in config["components"] if c["type"] == "button"}
+    assert buttons["Make the avatar"] is False

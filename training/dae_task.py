@@ -6,6 +6,8 @@ With `--mouth-weight` the loss counts the mouth, a small part of the frame that 
 more than the rest, to push its shape into the semantic latent (on 16 s of footage it did not: see the README).
 With `--mouth-head-weight` a small training-only head predicts the lip landmarks' shape from z_sem, so the encoder
 must put the mouth into the code; the head is not exported, and inference needs no landmarks, as in the paper.
+With `--init` the decoder, the semantic encoder and the frame autoencoder start from a trained DAE-Talker's (another
+person's, say): it already draws faces, and learns a new one sooner than from nothing.
 """
 
 from pathlib import Path
@@ -65,7 +67,18 @@ class DAETask:
 
     def __init__(self, dataset: TalkingHeadDataset, *, image_size: int = 64, autoencoder: str | Path | None = None,
                  unet_preset: str = "latent-small", encoder_preset: str = "small",
-                 prediction_type: str = "v_prediction", mouth_weight: float = 1.0, mouth_head_weight: float = 0.0):
+                 prediction_type: str = "v_prediction", mouth_weight: float = 1.0, mouth_head_weight: float = 0.0,
+                 init: str | Path | None = None):
+        start = None
+        if init is not None:
+            if autoencoder is not None:
+                raise TalkingHeadError("--init keeps the frame autoencoder of the DAE it starts from; leave out "
+                                       "--autoencoder")
+            start = DAETalkerPipeline.from_pretrained(init)
+            if start.image_size != image_size:
+                raise TalkingHeadError(f"the DAE of --init works at {start.image_size}x{start.image_size}; train at "
+                                       f"that size (--resolution {start.image_size})")
+            prediction_type = start.scheduler.config.prediction_type
         if mouth_weight < 1:
             raise TalkingHeadError(f"--mouth-weight must be at least 1 (1 weighs the mouth like the rest), not {mouth_weight}")
         if mouth_head_weight < 0:
@@ -74,11 +87,17 @@ class DAETask:
         self.image_size = image_size
         self.train_images = dataset.frames("train", image_size)
         self.val_images = dataset.frames("val", image_size)
-        self.vae, self.autoencoder_record = None, None
-        if autoencoder is not None:
-            self.vae = load_autoencoder(autoencoder).to(default_device())  # encodes the cache on the GPU, if any
-            self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
+        self.vae, self.autoencoder_record, self.init_record = None, None, None
+        if start is not None:
+            self.vae = start.vae
+            self.autoencoder_record = (start.training_record or {}).get("autoencoder")
+            self.init_record = {"model": start.config.get("_name_or_path"), "training": start.training_record}
+        elif autoencoder is not None:
+            self.vae = load_autoencoder(autoencoder)
             self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
+        if self.vae is not None:
+            self.vae = self.vae.to(default_device())  # encodes the cache on the GPU, if any
+            self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
         self.train_targets, self.val_targets = self.train_images, self.val_images
         if self.vae is not None:
             train_latents, val_latents = self._raw_latents("train"), self._raw_latents("val")
@@ -87,9 +106,13 @@ class DAETask:
             self.train_targets = scale_raw(self.vae, train_latents)
             self.val_targets = scale_raw(self.vae, val_latents) if len(val_latents) else val_latents
         channels, size = self.train_targets.shape[1], self.train_targets.shape[-1]
-        self.unet = DAEUNet(**{**DAE_UNET_PRESETS[unet_preset], "sample_size": size, "in_channels": channels,
-                               "out_channels": channels})
-        self.encoder = SemanticEncoder(**{**SEMANTIC_ENCODER_PRESETS[encoder_preset], "sample_size": image_size})
+        if start is not None:
+            self.unet = start.unet.train().requires_grad_(True)
+            self.encoder = start.semantic_encoder.train().requires_grad_(True)
+        else:
+            self.unet = DAEUNet(**{**DAE_UNET_PRESETS[unet_preset], "sample_size": size, "in_channels": channels,
+                                   "out_channels": channels})
+            self.encoder = SemanticEncoder(**{**SEMANTIC_ENCODER_PRESETS[encoder_preset], "sample_size": image_size})
         self.noise_schedule = diffae_noise_schedule(prediction_type)
         self.mouth_weight = mouth_weight
         self.train_weights = None
@@ -196,7 +219,8 @@ class DAETask:
                                             "latent_space": self.vae is not None,
                                             "mouth_weight": self.mouth_weight,
                                             "mouth_head_weight": self.mouth_head_weight,
-                                            "dataset": self.dataset.name}}
+                                            "dataset": self.dataset.name,
+                                            **({"init": self.init_record} if self.init_record else {})}}
         if self.autoencoder_record is not None:
             pipeline.training_record["autoencoder"] = self.autoencoder_record
         pipeline.save_pretrained(output_dir)

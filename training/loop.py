@@ -14,7 +14,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 from diffusers.training_utils import EMAModel
@@ -90,14 +90,29 @@ def _replace_directory(staging: Path, final: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-class Trainer:
-    """Runs a `TrainingTask` under accelerate until its step or time budget is spent."""
+@dataclass(frozen=True)
+class StepReport:
+    """Where a run is, after each step: its step, the seconds it has trained (over every session) and its budget."""
 
-    def __init__(self, task: TrainingTask, config: TrainConfig):
+    step: int
+    elapsed_seconds: float
+    budget_seconds: float
+    max_steps: int
+
+
+class Trainer:
+    """Runs a `TrainingTask` under accelerate until its step or time budget is spent.
+
+    `on_step(StepReport)` is called after every step; it may raise to stop the run (Ctrl-C and SIGTERM do the same):
+    the run then writes a checkpoint before the exception goes on, so that running it again resumes there.
+    """
+
+    def __init__(self, task: TrainingTask, config: TrainConfig, on_step: Callable[[StepReport], None] | None = None):
         from accelerate import Accelerator
 
         self.task = task
         self.config = config
+        self.on_step = on_step
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
@@ -204,35 +219,43 @@ class Trainer:
         started = time.monotonic() - self.elapsed_seconds
         running_loss, running_count = 0.0, 0
         last_figures = None
-        while self.step < config.max_steps and self.elapsed_seconds < budget_seconds:
-            batch = {name: value.to(self.accelerator.device) for name, value in next(batches).items()}
-            with self.accelerator.autocast():
-                loss = self.task.loss(self.modules, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at step {self.step}")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.accelerator.backward(loss)
-            self.accelerator.clip_grad_norm_(
-                [p for m in self.modules.values() for p in m.parameters() if p.requires_grad], 1.0
-            )
-            self.optimizer.step()
-            self.step += 1
-            for name, module in self.modules.items():
-                self.emas[name].step(self.accelerator.unwrap_model(module).parameters())
-            running_loss += loss.item()
-            running_count += 1
-            self.elapsed_seconds = time.monotonic() - started
-            if self.step % config.log_every == 0:
-                self._log({"step": self.step, "elapsed_seconds": round(self.elapsed_seconds, 1),
-                           "train_loss": running_loss / running_count})
-                running_loss, running_count = 0.0, 0
-            if self.step % config.validate_every == 0:
-                last_figures = self._evaluate(with_samples=self.step % config.sample_every == 0)
-                for module in self.modules.values():
-                    module.train()
-            if time.monotonic() - last_checkpoint > config.checkpoint_minutes * 60:
-                self._save_checkpoint()
-                last_checkpoint = time.monotonic()
+        try:
+            while self.step < config.max_steps and self.elapsed_seconds < budget_seconds:
+                batch = {name: value.to(self.accelerator.device) for name, value in next(batches).items()}
+                with self.accelerator.autocast():
+                    loss = self.task.loss(self.modules, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at step {self.step}")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.accelerator.backward(loss)
+                self.accelerator.clip_grad_norm_(
+                    [p for m in self.modules.values() for p in m.parameters() if p.requires_grad], 1.0
+                )
+                self.optimizer.step()
+                self.step += 1
+                for name, module in self.modules.items():
+                    self.emas[name].step(self.accelerator.unwrap_model(module).parameters())
+                running_loss += loss.item()
+                running_count += 1
+                self.elapsed_seconds = time.monotonic() - started
+                if self.step % config.log_every == 0:
+                    self._log({"step": self.step, "elapsed_seconds": round(self.elapsed_seconds, 1),
+                               "train_loss": running_loss / running_count})
+                    running_loss, running_count = 0.0, 0
+                if self.step % config.validate_every == 0:
+                    last_figures = self._evaluate(with_samples=self.step % config.sample_every == 0)
+                    for module in self.modules.values():
+                        module.train()
+                if time.monotonic() - last_checkpoint > config.checkpoint_minutes * 60:
+                    self._save_checkpoint()
+                    last_checkpoint = time.monotonic()
+                if self.on_step is not None:
+                    self.on_step(StepReport(self.step, self.elapsed_seconds, budget_seconds, config.max_steps))
+        except FloatingPointError:
+            raise  # diverged: the last periodic checkpoint is the one to resume from
+        except BaseException:
+            self._save_checkpoint()  # stopped (Ctrl-C, SIGTERM, a cancel): resume from here
+            raise
         self._save_checkpoint()
         final = last_figures if last_figures and last_figures["step"] == self.step else self._evaluate(with_samples=True)
         summary = {"steps": self.step, "train_minutes": round(self.elapsed_seconds / 60, 1),
