@@ -123,7 +123,9 @@ def _sampling(args, pipeline: str):
 
 
 def _generate(args) -> None:
-    _require_files(audio=args.audio, portrait=args.image, pose_video=args.pose_from)
+    _require_files(audio=args.audio, portrait=args.image, video=args.video, pose_video=args.pose_from)
+    if args.image and args.video:
+        raise TalkingHeadError("give either --image (a portrait to animate) or --video (a video to dub), not both")
     args.sampling = _sampling(args, args.pipeline)
     args.motion_scale, args.lower_face = _landmark_options(args)
     if args.pipeline == "landmark":
@@ -133,8 +135,9 @@ def _generate(args) -> None:
     from . import jobs
     from .pipelines.dae_talker import DAETalkerPipeline
 
-    if args.image:
-        raise TalkingHeadError("--image is for the landmark pipeline (--pipeline landmark); DAE-Talker draws the person it was trained on")
+    if args.image or args.video:
+        raise TalkingHeadError(f"{'--image' if args.image else '--video'} is for the landmark pipeline (--pipeline "
+                               "landmark); DAE-Talker draws the person it was trained on")
     pipeline = DAETalkerPipeline.from_pretrained(args.model or DEFAULT_DAE_MODEL)
     report, close = _progress_bar()
     try:
@@ -149,17 +152,25 @@ def _generate_landmark(args) -> None:
     from . import jobs
     from .pipelines.landmark import LandmarkDiffusionPipeline
 
-    if not args.image:
-        raise TalkingHeadError("the landmark pipeline needs a portrait: --image PHOTO")
+    if not args.image and not args.video:
+        raise TalkingHeadError("the landmark pipeline needs a portrait to animate (--image PHOTO) or a video to dub "
+                               "(--video VIDEO)")
     if args.size:
-        raise TalkingHeadError("--size is for DAE-Talker; the landmark pipeline keeps the portrait's size")
+        raise TalkingHeadError("--size is for DAE-Talker; the landmark pipeline keeps the portrait's or video's size")
+    if args.video and (args.pose_from or args.preview):
+        raise TalkingHeadError(f"{'--pose-from' if args.pose_from else '--preview'} is for animating a portrait; a "
+                               "dubbed video keeps its own head motion")
     pipeline = LandmarkDiffusionPipeline.from_pretrained(args.model or DEFAULT_LANDMARK_MODEL)
+    face = "largest" if args.face is None else args.face
     report, close = _progress_bar()
     try:
-        jobs.run(jobs.landmark_video(pipeline, args.audio, args.image, args.output, settings=args.sampling,
-                                     pose_from=args.pose_from, face="largest" if args.face is None else args.face,
-                                     motion_scale=args.motion_scale, lower_face=args.lower_face,
-                                     landmark_preview_path=args.preview), report)
+        if args.video:
+            jobs.run(jobs.dub_video(pipeline, args.audio, args.video, args.output, settings=args.sampling, face=face,
+                                    motion_scale=args.motion_scale, lower_face=args.lower_face), report)
+        else:
+            jobs.run(jobs.landmark_video(pipeline, args.audio, args.image, args.output, settings=args.sampling,
+                                         pose_from=args.pose_from, face=face, motion_scale=args.motion_scale,
+                                         lower_face=args.lower_face, landmark_preview_path=args.preview), report)
     finally:
         close()
     print(args.output)
@@ -421,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--pipeline", choices=["dae", "landmark"], default="dae",
                           help="dae: DAE-Talker, the person it was trained on; landmark: any portrait (--image)")
     generate.add_argument("--image", help="portrait photo to animate (landmark pipeline)")
-    generate.add_argument("--face", type=int, help="which face to animate when the portrait shows several "
+    generate.add_argument("--video", help="a video of a person to dub with the speech, at its own size and frame rate "
+                          "(landmark pipeline)")
+    generate.add_argument("--face", type=int, help="which face to animate when the portrait or video shows several "
                           "(0 = largest, 1 = next, ...; default: the largest)")
     _add_landmark_options(generate)
     generate.add_argument("--preview", type=_mp4_path, help="also write the landmark drawings as a video here (landmark pipeline)")

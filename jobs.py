@@ -1,4 +1,5 @@
-"""Video jobs: speech (and a portrait) to an mp4, the one layer the command line and the Gradio demo run.
+"""Video jobs: speech (and a portrait, or a video to dub) to an mp4, the one layer the command line and the Gradio demo
+run.
 
 A job loads the audio once, runs the pipeline's stages, pastes the faces back, and streams the frames into an mp4
 that appears complete (H.264 + AAC with the speech as given, tagged synthetic=true with the model and settings) or
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .faces.tracking import pose_from_video
-from .media.audio import SAMPLE_RATE, load_audio
-from .media.video import VideoWriter, resize_frames, soundtrack
+from .errors import TalkingHeadError
+from .faces.tracking import ping_pong, pose_from_video
+from .media.audio import SAMPLE_RATE, load_audio, num_video_frames
+from .media.video import VideoWriter, frames_in_order, probe_video, read_video_frames, resize_frames, soundtrack
 from .pipelines.dae_talker import DAETalkerPipeline
 from .pipelines.landmark import LandmarkDiffusionPipeline
 from .pipelines.settings import (
@@ -120,6 +122,46 @@ def landmark_video(pipeline: LandmarkDiffusionPipeline, audio: str | os.PathLike
             yield Progress("frames", done, len(landmarks))
 
 
+def dub_video(pipeline: LandmarkDiffusionPipeline, audio: str | os.PathLike, video: str | os.PathLike,
+              output_path: str | os.PathLike, *, settings: SamplingSettings | None = None, face: int | str = "largest",
+              motion_scale: float = DEFAULT_MOTION_SCALE, lower_face: str = DEFAULT_LOWER_FACE) -> Iterator[Progress]:
+    """Dubbing: a video of a person (any file ffmpeg reads) speaking the speech in `audio`, as an mp4 at
+    `output_path` at the video's own size and frame rate, as long as the speech, with the speech as its sound.
+
+    The face is followed through the video (`face` picks one when it shows several; frames without it pass through
+    unchanged); only the lips and chin follow the new speech, each frame's own lower face moved at its own resolution
+    (L2V drawing inside the mouth), while the head, eyes and brows stay the video's. Shorter speech uses the start of
+    the video; longer speech plays it forward, then backward, and so on. Frames are read, dubbed and written a batch
+    at a time.
+    """
+    settings = settings or DEFAULT_SETTINGS["landmark"]
+    check_motion_scale(motion_scale)
+    check_lower_face(lower_face)
+    facts = probe_video(video)
+    if facts["num_frames"] < 2:
+        raise TalkingHeadError(f"{Path(video).name} is a still image: dub a video, or animate a photo (--image)")
+    pipeline.warn_if_untrained()
+    yield Progress("speech", 0, 1)
+    waveform = load_audio(audio)
+    features, speaker = pipeline.encode_audio(waveform)
+    yield Progress("face", 0, 1)
+    track = pipeline.track_face(read_video_frames(video), facts["fps"], face, what=Path(video).name)
+    num_frames = num_video_frames(len(waveform), SAMPLE_RATE, facts["fps"])
+    order = np.arange(num_frames) if num_frames <= len(track) else ping_pong(len(track), num_frames)
+    yield Progress("landmarks", 0, 1)
+    targets = pipeline.dubbed_landmarks(track, order, features, speaker, facts["fps"], motion_scale)
+    reference, noise = track.reference_face(pipeline.image_size), pipeline.initial_noise(settings.seed)
+    with _video(pipeline, output_path, audio, waveform, settings, fps=facts["fps"]) as writer:
+        done = 0
+        for indices, frames in frames_in_order(video, order, settings.batch_size):
+            batch = slice(done, done + len(indices))
+            writer.write(pipeline.dub_frames(frames, track.landmarks[indices], targets[batch], track.boxes[indices],
+                                             reference, noise, settings.num_inference_steps, settings.sampler,
+                                             lower_face))
+            done += len(indices)
+            yield Progress("frames", done, num_frames)
+
+
 def run(job: Iterator[Progress], callback: Callable[[int, int], None] | None = None) -> None:
     """Run a job to its end, passing its frame progress to `callback(done, total)`."""
     for step in job:
@@ -127,8 +169,10 @@ def run(job: Iterator[Progress], callback: Callable[[int, int], None] | None = N
             callback(step.done, step.total)
 
 
-def _video(pipeline, path: str | os.PathLike, audio, waveform: np.ndarray, settings: SamplingSettings) -> VideoWriter:
-    """The mp4 writer of a job: the pipeline's frame rate, the speech as the user gave it, the provenance tags."""
+def _video(pipeline, path: str | os.PathLike, audio, waveform: np.ndarray, settings: SamplingSettings,
+           fps: float | None = None) -> VideoWriter:
+    """The mp4 writer of a job: the pipeline's frame rate (or `fps`), the speech as the user gave it, the provenance
+    tags."""
     metadata = pipeline.video_metadata(sampler=settings.sampler, steps=settings.num_inference_steps,
                                        seed=settings.seed)
-    return VideoWriter(Path(path), fps=pipeline.fps, metadata=metadata, **soundtrack(audio, waveform, SAMPLE_RATE))
+    return VideoWriter(Path(path), fps=fps or pipeline.fps, metadata=metadata, **soundtrack(audio, waveform, SAMPLE_RATE))

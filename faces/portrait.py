@@ -67,6 +67,12 @@ class PortraitFace:
     face_index: int
     face_count: int
 
+    @classmethod
+    def of_frame(cls, frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray, size: int) -> "PortraitFace":
+        """A video frame (uint8 [H,W,3]) as a portrait: its face's landmarks [68,2] and the crop of `box` at `size`."""
+        crop = crop_and_resize(frame, box, size)
+        return cls(frame, landmarks, np.asarray(box), crop, apply_affine(landmarks, box_to_affine(box, size)), 0, 1)
+
     @property
     def crop_to_image(self) -> np.ndarray:
         """2x3 matrix from crop pixels to portrait pixels."""

@@ -21,6 +21,7 @@ from ..bundled import BUNDLED_MODELS, DAE_TALKER, LANDMARK_DIFFUSION
 from ..errors import TalkingHeadError
 from ..faces.portrait import load_portrait
 from ..media.audio import SAMPLE_RATE, load_audio
+from ..media.video import probe_video
 from ..pipelines.base import default_device
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..pipelines.landmark import LandmarkDiffusionPipeline
@@ -49,6 +50,8 @@ class Limits:
     max_audio_seconds: float = float(os.environ.get("TALKING_HEAD_MAX_AUDIO_SECONDS", 60))
     max_upload_mb: float = float(os.environ.get("TALKING_HEAD_MAX_UPLOAD_MB", 50))
     max_portrait_side: int = int(os.environ.get("TALKING_HEAD_MAX_PORTRAIT_SIDE", 1024))
+    max_video_side: int = int(os.environ.get("TALKING_HEAD_MAX_VIDEO_SIDE", 1280))
+    max_video_seconds: float = float(os.environ.get("TALKING_HEAD_MAX_VIDEO_SECONDS", 60))
     queue_size: int = int(os.environ.get("TALKING_HEAD_QUEUE_SIZE", 16))
     # Serving the public (on a Hugging Face Space, or TALKING_HEAD_PUBLIC=1; TALKING_HEAD_PUBLIC=0 turns it off):
     # the model box takes a bundled name or a Hub repo id, never a path on the server.
@@ -135,6 +138,23 @@ def fit_portrait(path: str | None, longest_side: int, limits: Limits) -> np.ndar
     return np.asarray(Image.fromarray(portrait).resize(size, Image.LANCZOS))
 
 
+def check_video(path: str | None, limits: Limits) -> dict:
+    """The facts of the visitor's video to dub; TalkingHeadError when it is missing, unreadable, a still image, too
+    large or too long."""
+    if not path:
+        raise TalkingHeadError("Upload the video to dub first.")
+    facts = probe_video(path)
+    if facts["num_frames"] < 2:
+        raise TalkingHeadError("That is a still image: upload a video here, or animate a photo in the Any portrait tab.")
+    if max(facts["width"], facts["height"]) > limits.max_video_side:
+        raise TalkingHeadError(f"The video is {facts['width']}x{facts['height']}; this demo takes at most "
+                               f"{limits.max_video_side} pixels a side. Scale it down and try again.")
+    if facts["duration"] > limits.max_video_seconds:
+        raise TalkingHeadError(f"The video is {facts['duration']:.1f} s long; this demo takes at most "
+                               f"{limits.max_video_seconds:g} s. Trim it and try again.")
+    return facts
+
+
 def output_path(suffix: str = ".mp4") -> Path:
     """A fresh file name in the demo's output folder (old results are removed)."""
     folder = Path(tempfile.gettempdir()) / "talking_head_app"
@@ -173,6 +193,17 @@ def run_landmark(*, model: str, audio: str, portrait: np.ndarray, pose_video: st
                                                 pose_from=pose_video or None, face=int(face_index),
                                                 motion_scale=float(motion_scale), lower_face=lower_face,
                                                 landmark_preview_path=preview))
+
+
+@_gpu
+def run_dub(*, model: str, audio: str, video: str, steps: int, sampler: str, seed: int, face_index: int,
+            batch_size: int, motion_scale: float, output: Path) -> Iterator[PageProgress]:
+    """Dubbing: the video speaking the speech, written to `output` (mp4), stage by stage."""
+    settings = SamplingSettings(int(steps), sampler, int(seed), int(batch_size))  # checked before the model loads
+    check_motion_scale(float(motion_scale))
+    pipeline = load_pipeline(LandmarkDiffusionPipeline, model).to(default_device())
+    yield from _on_the_page(jobs.dub_video(pipeline, audio, video, output, settings=settings, face=int(face_index),
+                                           motion_scale=float(motion_scale)))
 
 
 class _StopTraining(Exception):

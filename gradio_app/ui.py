@@ -32,8 +32,10 @@ from .runner import (
     local_avatars,
     model_source,
     output_path,
+    check_video,
     run_avatar,
     run_dae_talker,
+    run_dub,
     run_landmark,
 )
 
@@ -162,6 +164,28 @@ def landmark_handler(limits: Limits):
     return generate
 
 
+def dub_handler(limits: Limits):
+    """The dubbing tab's generate function (a generator, so the queue can cancel it between batches)."""
+
+    def generate(video, audio, steps=LANDMARK.num_inference_steps, seed=LANDMARK.seed, model=BUNDLED_LANDMARK,
+                 sampler=LANDMARK.sampler, face_index=0, batch_size=LANDMARK.batch_size,
+                 motion_scale=DEFAULT_MOTION_SCALE, progress=gr.Progress()):
+        try:
+            model = model_source(model, BUNDLED_LANDMARK, limits)
+            check_video(video, limits)
+            seconds = check_audio(audio, limits)
+            started, output = time.monotonic(), output_path()
+            steps_run = run_dub(model=model, audio=audio, video=video, steps=steps, sampler=sampler, seed=seed,
+                                face_index=face_index, batch_size=batch_size, motion_scale=motion_scale, output=output)
+            for status in _follow(steps_run, progress):
+                yield gr.skip(), status
+            yield str(output), _summary(seconds, output, started, load_pipeline(LandmarkDiffusionPipeline, model))
+        except TalkingHeadError as error:
+            raise _visitor_error(error, audio, video) from None
+
+    return generate
+
+
 def avatar_handler(limits: Limits):
     """The avatar tab's train function (a generator: Stop ends the training at a checkpoint)."""
 
@@ -255,6 +279,36 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
                 names = ("portrait", "audio", "pose_video")[:len(examples[0])]
                 gr.Examples(examples, [inputs[name] for name in names], [video, preview, status], label=label,
                             fn=_with_defaults(handler, inputs, names), cache_examples=True, cache_mode="lazy")
+
+        with gr.Tab("Dub a video"):
+            with gr.Row():
+                with gr.Column():
+                    dub_video = gr.Video(label=f"Video of a person speaking (at most {limits.max_video_seconds:g} s, "
+                                               f"{limits.max_video_side} pixels a side)", sources=["upload"])
+                    audio = gr.Audio(type="filepath", format=None, label="New speech", sources=["upload", "microphone"])
+                    steps, seed = _common_settings("landmark")
+                    motion_scale = gr.Slider(0, MAX_MOTION_SCALE, value=DEFAULT_MOTION_SCALE, step=0.05,
+                                             label="Mouth motion", info="How far the mouth and jaw move: 1 is what "
+                                             "the model measured when trained.")
+                    with gr.Accordion("More settings", open=False):
+                        model = gr.Dropdown([(f"{BUNDLED_LANDMARK} (bundled)", BUNDLED_LANDMARK)],
+                                            value=BUNDLED_LANDMARK, allow_custom_value=True, label="Model",
+                                            info=_model_info(limits))
+                        sampler, batch_size = _folded_settings("landmark")
+                        face_index = gr.Number(value=0, precision=0, minimum=0, label="Face",
+                                               info="With several faces: 0 is the largest, 1 the next, ...")
+                    with gr.Row():
+                        run = gr.Button("Dub", variant="primary")
+                        stop = gr.Button("Stop")
+                with gr.Column():
+                    video = gr.Video(label="Dubbed video (its own size and frame rate, as long as the speech)",
+                                     interactive=False)
+                    status = gr.Markdown()
+            handler = dub_handler(limits)
+            inputs = dict(video=dub_video, audio=audio, steps=steps, seed=seed, model=model, sampler=sampler,
+                          face_index=face_index, batch_size=batch_size, motion_scale=motion_scale)
+            event = run.click(handler, _in_order(handler, inputs), [video, status], api_name="dub")
+            stop.click(None, cancels=[event])
 
         with gr.Tab("DAE-Talker"):
             with gr.Row():

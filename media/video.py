@@ -3,6 +3,8 @@
 import os
 import re
 import secrets
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -199,6 +201,50 @@ def read_video_frames(path, size: tuple[int, int] | None = None, fps: float | No
     """
     _read_video_header(path)
     return _frame_batches(path, size, fps, batch)
+
+
+def frames_in_order(path, order: np.ndarray, batch: int = 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The frames of a video in `order` (indices [M] into its frames), as (indices [B], uint8 frames [B,H,W,3])
+    batches. An increasing order streams the file; any other (a video played forward and backward) first copies the
+    frames into a temporary file, so memory does not grow with the video's length either way."""
+    order = np.asarray(order, int)
+    if np.all(np.diff(order) > 0):
+        yield from _increasing_frames(path, order, batch)
+        return
+    with tempfile.TemporaryDirectory(prefix="talking_head_frames_") as folder:
+        stored = None
+        count = 0
+        for frames in read_video_frames(path):
+            if stored is None:
+                stored = np.lib.format.open_memmap(Path(folder) / "frames.npy", mode="w+", dtype=np.uint8,
+                                                   shape=(order.max() + 1, *frames.shape[1:]))
+            take = frames[:len(stored) - count]
+            stored[count:count + len(take)] = take
+            count += len(take)
+            if count == len(stored):
+                break
+        for start in range(0, len(order), batch):
+            indices = order[start:start + batch]
+            yield indices, np.array(stored[indices])
+        del stored
+
+
+def _increasing_frames(path, order: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    wanted, indices, frames, position = 0, [], [], 0
+    for decoded in read_video_frames(path):
+        for frame in decoded:
+            if wanted < len(order) and order[wanted] == position:
+                indices.append(position)
+                frames.append(frame)
+                wanted += 1
+                if len(frames) == batch:
+                    yield np.array(indices), np.stack(frames)
+                    indices, frames = [], []
+            position += 1
+        if wanted == len(order):
+            break
+    if frames:
+        yield np.array(indices), np.stack(frames)
 
 
 def _frame_batches(path, size, fps, batch):

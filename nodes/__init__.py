@@ -3,6 +3,7 @@
 Node ids carry the prefix "TalkingHead" and never change once released; display names may.
 """
 
+from .dubbing_nodes import DubFrames, TrackFace
 from .dae_nodes import AudioEncoder, DAEDecode, EditPose, PoseFromFrames, PosePredictor, Speech2Latent
 from .landmark_nodes import A2L, FindFace, HeadMotionFromFrames, L2VDenoise, LandmarkRender, PasteBack
 from .loaders import LoadDAETalker, LoadLandmarkDiffusion
@@ -32,6 +33,9 @@ _NODES = {
     "LandmarkRender": (LandmarkRender, "Talking Head: LandmarkRender"),
     "L2VDenoise": (L2VDenoise, "Talking Head: L2VDenoise"),
     "PasteBack": (PasteBack, "Talking Head: Paste Back"),
+    # dubbing a video
+    "TrackFace": (TrackFace, "Talking Head: Track Face in Frames"),
+    "DubFrames": (DubFrames, "Talking Head: Dub Frames"),
 }
 
 NODE_CLASS_MAPPINGS = {NODE_ID_PREFIX + name: readable_errors(node) for name, (node, _) in _NODES.items()}

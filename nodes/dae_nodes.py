@@ -11,6 +11,7 @@ from ..errors import TalkingHeadError
 from ..faces.landmarks import get_landmarker
 from ..faces.pose import estimate_head_pose
 from ..faces.tracking import landmarks_through_frames, ping_pong
+from ..media.audio import SAMPLE_RATE
 from ..media.video import resize_frames
 from ..media.images import to_model_range
 from ..pipelines.dae_talker import DAETalkerPipeline
@@ -81,7 +82,7 @@ class AudioEncoder:
             features, voice = model.encode_audio(waveform)
         else:
             features = model.encode_audio(waveform)
-        return (Speech(features, model.fps, model.feature_extractor.to_config(), voice),)
+        return (Speech(features, model.fps, model.feature_extractor.to_config(), voice, len(waveform) / SAMPLE_RATE),)
 
 
 class PosePredictor:

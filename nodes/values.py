@@ -22,6 +22,7 @@ LATENTS = "TALKINGHEAD_LATENTS"
 FACE = "TALKINGHEAD_FACE"  # a faces.portrait.PortraitFace
 HEAD_MOTION = "TALKINGHEAD_HEAD_MOTION"
 LANDMARKS = "TALKINGHEAD_LANDMARKS"
+FACE_TRACK = "TALKINGHEAD_FACE_TRACK"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Speech:
     fps: float
     front_end: dict  # the AudioFeatureExtractor's config: kind, fps, model name
     voice: torch.Tensor | None  # [256] GE2E voice embedding (landmark pipeline), else None
+    seconds: float | None = None  # the speech's own length (features cover it to the nearest frame)
 
     @property
     def num_frames(self) -> int:
@@ -60,6 +62,16 @@ class HeadMotion:
 
     landmarks: np.ndarray
     fps: float
+
+
+@dataclass
+class FaceTrackValue:
+    """A face followed through a video's frames (`faces.tracking.FaceTrack`), the frames' rate, and the crop size of
+    the model that tracked it."""
+
+    track: object
+    fps: float
+    crop_size: int
 
 
 @dataclass

@@ -33,15 +33,16 @@ from ..faces.align import (
     crop_box_from_landmarks,
     fit_similarity,
     from_unit_coordinates,
+    invert_affine,
     to_unit_coordinates,
 )
 from ..faces.landmarks import get_landmarker
 from ..faces.paste import match_skin_colour, paste_back
 from ..faces.portrait import PortraitFace, find_portrait_face
 from ..faces.render import lower_face_mask, render_landmarks
-from ..faces.tracking import ping_pong, track_landmarks
+from ..faces.tracking import FaceTrack, ping_pong, track_face, track_landmarks
 from ..faces.warp import compose_lower_face
-from ..hub_models.a2l import AudioToLandmarks
+from ..hub_models.a2l import SPEECH_POINTS, AudioToLandmarks
 from ..hub_models.autoencoders import (
     FRAME_AUTOENCODER_CLASSES,
     FrameAutoencoder,
@@ -303,6 +304,61 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         for start, batch in zip(range(0, len(landmarks), batch_size), crops):
             stop = start + len(batch)
             yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop], lower_face)
+
+    # -- dubbing a video ---------------------------------------------------------------------------------
+    def track_face(self, frame_batches, fps: float, face: int | str = "largest", landmark_backend: str = "dlib",
+                   what: str = "the video") -> FaceTrack:
+        """Follow the face to dub through a video's frames (uint8 batches [B,H,W,3] at `fps`); see `track_face`."""
+        return track_face(frame_batches, get_landmarker(landmark_backend), self.config.crop_scale, fps, face, what)
+
+    @torch.no_grad()
+    def dubbed_landmarks(self, track: FaceTrack, frame_order: np.ndarray, features: torch.Tensor,
+                         speaker: torch.Tensor, fps: float, motion_scale: float = DEFAULT_MOTION_SCALE) -> np.ndarray:
+        """Landmarks [M,68,2] in frame pixels for the video's frames `frame_order` [M] (shown at `fps`) dubbed with the
+        speech (`features` at the model's frame rate, `speaker`): each frame's own landmarks, with the lips and chin
+        A2L's motion from the reference frame's face (the one with the most nearly closed mouth), moved with that
+        frame's head. NaN for frames without the face."""
+        size, stable, speech = self.image_size, list(STABLE_POINTS), list(SPEECH_POINTS)
+        reference = track.reference
+        to_crop = box_to_affine(track.boxes[reference], size)
+        reference_crop = apply_affine(track.landmarks[reference], to_crop)
+        moved = self.audio_to_landmarks(features, speaker, reference_crop, motion_scale)  # [T,68,2], crop pixels
+        times = np.arange(len(frame_order)) / fps * self.fps  # output frames on A2L's clock
+        moved = np.stack([np.interp(times, np.arange(len(moved)), moved[:, point, axis], right=np.nan)
+                          for point in range(68) for axis in (0, 1)], axis=1).reshape(len(times), 68, 2)
+        moved = apply_affine(moved, invert_affine(to_crop))  # frame pixels of the reference frame
+        targets = np.full((len(frame_order), 68, 2), np.nan)
+        for index, frame in enumerate(frame_order):
+            if not track.found[frame] or np.isnan(moved[index]).any():
+                continue
+            own = track.landmarks[frame]
+            head = fit_similarity(track.landmarks[reference][stable], own[stable])
+            targets[index] = own
+            targets[index][speech] = apply_affine(moved[index][speech], head)
+        return targets
+
+    def dub_frames(self, frames: np.ndarray, own_landmarks: np.ndarray, targets: np.ndarray, boxes: np.ndarray,
+                   reference: PortraitFace, initial_noise: torch.Tensor,
+                   num_inference_steps: int = DEFAULTS.num_inference_steps, sampler: str = DEFAULTS.sampler,
+                   lower_face: str = DEFAULT_LOWER_FACE) -> np.ndarray:
+        """uint8 frames [B,H,W,3] with each face's lower face moved onto `targets` [B,68,2] (frame pixels; NaN rows
+        pass their frame through): the frame's own lower face at its own resolution, L2V drawing inside the mouth
+        from the reference face's crop ("warped"), or L2V's lower face ("drawn"). `own_landmarks` [B,68,2] are the
+        frames' own and `boxes` [B,3] their steady crop boxes."""
+        check_lower_face(lower_face)
+        size = self.image_size
+        dubbed = frames.copy()
+        keep = np.flatnonzero(~np.isnan(targets).any(axis=(1, 2)))
+        if not len(keep):
+            return dubbed
+        faces = [PortraitFace.of_frame(frames[i], own_landmarks[i], boxes[i], size) for i in keep]
+        target_crops = np.stack([apply_affine(targets[i], box_to_affine(boxes[i], size)) for i in keep])
+        pose = masked_images(np.stack([face.crop for face in faces]), 1 - lower_face_mask(target_crops, size)[..., None])
+        drawn = self.draw_crops(target_crops, pose, reference.crop, reference.crop_landmarks, initial_noise,
+                                num_inference_steps, sampler, "drawn")
+        for index, face, crop, target in zip(keep, faces, drawn, target_crops):
+            dubbed[index] = paste_back(face, crop[None], target[None], self.still_head(1), lower_face)[0]
+        return dubbed
 
     @torch.no_grad()
     def __call__(self, speech: np.ndarray | torch.Tensor, image, sample_rate: int = SAMPLE_RATE, *,

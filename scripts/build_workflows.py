@@ -20,6 +20,11 @@ CORE_NODES = {
                   "title": "Load Audio"},
     "LoadImage": {"widgets": [("image", "COMBO")], "ui_extra": ["image"], "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
                   "title": "Load Image"},
+    "LoadVideo": {"widgets": [("file", "COMBO")], "ui_extra": ["image"], "outputs": [("VIDEO", "VIDEO")],
+                  "title": "Load Video"},
+    "GetVideoComponents": {"inputs": [("video", "VIDEO", False)], "widgets": [], "ui_extra": [],
+                           "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")],
+                           "title": "Get Video Components"},
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -61,7 +66,20 @@ LANDMARK_DIFFUSION = [
          links={"images": (7, 0), "fps": (7, 1), "audio": (2, 0)}),
 ]
 
-PIPELINES = {"dae_talker": DAE_TALKER, "landmark_diffusion": LANDMARK_DIFFUSION}
+DUBBING = [
+    Node(1, "LoadVideo", (0, 0), {"file": "obama_head_motion.mp4"}),
+    Node(2, "GetVideoComponents", (0, 380), links={"video": (1, 0)}),
+    Node(3, "LoadAudio", (0, 560), {"audio": "jfk.flac"}),
+    Node(4, "TalkingHeadLoadLandmarkDiffusion", (0, 760)),
+    Node(5, "TalkingHeadAudioEncoder", (380, 560), links={"model": (4, 0), "audio": (3, 0)}),
+    Node(6, "TalkingHeadTrackFace", (380, 200), links={"model": (4, 0), "images": (2, 0), "frame_rate": (2, 2)}),
+    Node(7, "TalkingHeadDubFrames", (760, 200),
+         links={"model": (4, 0), "speech": (5, 0), "face_track": (6, 0), "images": (2, 0)}),
+    Node(8, "TalkingHeadSaveVideo", (1140, 200), {"filename_prefix": "talking_head/dubbed"},
+         links={"images": (7, 0), "fps": (7, 1), "audio": (3, 0)}),
+]
+
+PIPELINES = {"dae_talker": DAE_TALKER, "landmark_diffusion": LANDMARK_DIFFUSION, "dubbing": DUBBING}
 
 
 def _pack_nodes():

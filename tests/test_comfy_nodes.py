@@ -34,6 +34,7 @@ RELEASED_NODE_IDS = {
     "TalkingHeadPoseFromFrames", "TalkingHeadSpeech2Latent", "TalkingHeadDAEDecode", "TalkingHeadLoadLandmarkDiffusion",
     "TalkingHeadFindFace", "TalkingHeadHeadMotionFromFrames", "TalkingHeadA2L", "TalkingHeadLandmarkRender",
     "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo", "TalkingHeadTrainDAEAvatar",
+    "TalkingHeadTrackFace", "TalkingHeadDubFrames",
 }
 CORE_TYPES = {"IMAGE", "AUDIO", "INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -374,6 +375,30 @@ def test_head_motion_from_frames_moves_the_landmarks_with_the_head(landmark, ste
     shift = (moving.points - still.points)[:, :, 0].mean(axis=1)
     expected = 4 * crop_pixels_per_image_pixel * np.array([0, 1, 2, 3, 4, 3, 2, 1, 0, 1])  # played back and forth
     np.testing.assert_allclose(shift[:10], expected, atol=0.25)
+
+
+def test_the_dubbing_nodes_give_the_frames_the_video_job_writes(landmark, tmp_path, monkeypatch):
+    from audio_files import write_wav
+    from talking_head import jobs
+    from talking_head.media.video import VideoWriter, read_video_frames
+    from talking_head.pipelines.settings import SamplingSettings
+
+    video = ASSETS / "obama_head_motion.mp4"  # 102 frames; the speech lasts 38
+    speech_file = write_wav(tmp_path / "speech.wav", load_audio(ASSETS / "jfk.flac")[:24000])
+    speech = load_audio(speech_file)  # the 16-bit samples the job hears
+    written = []
+    write = VideoWriter.write
+    monkeypatch.setattr(VideoWriter, "write", lambda self, batch: written.append(batch) or write(self, batch))
+    jobs.run(jobs.dub_video(landmark, speech_file, video, tmp_path / "dub.mp4", settings=SamplingSettings(1, batch_size=8)))
+
+    frames = comfy_image(np.concatenate(list(read_video_frames(video))))  # what LoadVideo gives: the same frames
+    encoded = node("AudioEncoder").encode(landmark, {"waveform": torch.from_numpy(speech)[None, None],
+                                                     "sample_rate": 16000})[0]
+    track = node("TrackFace").track(landmark, frames, 25.0)[0]
+    images, fps = node("DubFrames").dub(landmark, encoded, track, frames, steps=1, batch_size=8)
+
+    assert_comfy_image(images, 38, 256, 256) and fps == 25.0
+    np.testing.assert_array_equal((images.numpy() * 255).round().astype(np.uint8), np.concatenate(written))
 
 
 def test_save_video_writes_numbered_mp4s_marked_synthetic_and_shows_them(tmp_path, monkeypatch):

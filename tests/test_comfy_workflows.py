@@ -14,13 +14,13 @@ from talking_head import NODE_CLASS_MAPPINGS
 from talking_head.nodes import services
 from talking_head.nodes.values import comfy_image
 from talking_head.media.audio import load_audio
-from talking_head.media.video import probe_video, read_metadata
+from talking_head.media.video import probe_video, read_metadata, read_video_frames
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPOSITORY / "workflows"
 ASSETS = REPOSITORY / "assets"
-PIPELINES = ("dae_talker", "landmark_diffusion")
+PIPELINES = ("dae_talker", "landmark_diffusion", "dubbing")
 
 
 def _load_build_script():
@@ -86,6 +86,8 @@ def test_the_ui_workflow_is_the_api_workflow_on_a_canvas(name):
     ("landmark_diffusion", {"LoadImage", "LoadAudio", "TalkingHeadLoadLandmarkDiffusion", "TalkingHeadAudioEncoder",
                             "TalkingHeadFindFace", "TalkingHeadA2L", "TalkingHeadLandmarkRender",
                             "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo"}),
+    ("dubbing", {"LoadVideo", "GetVideoComponents", "LoadAudio", "TalkingHeadLoadLandmarkDiffusion",
+                 "TalkingHeadAudioEncoder", "TalkingHeadTrackFace", "TalkingHeadDubFrames", "TalkingHeadSaveVideo"}),
 ])
 def test_each_workflow_wires_its_pipeline_from_load_audio_to_save_video(name, expected_nodes):
     workflow = api_workflow(name)
@@ -110,6 +112,13 @@ class CoreNodes:
     def LoadImage(self, image):
         picture = comfy_image(np.asarray(Image.open(self.inputs / image).convert("RGB"))[None])
         return picture, torch.zeros(picture.shape[:3])
+
+    def LoadVideo(self, file):
+        return (self.inputs / file,)
+
+    def GetVideoComponents(self, video):
+        frames = np.concatenate(list(read_video_frames(video)))
+        return comfy_image(frames), None, probe_video(video)["fps"]
 
 
 def execute(workflow: dict, core: CoreNodes) -> dict:
@@ -147,12 +156,14 @@ def comfy_inputs(tmp_path):
     from audio_files import write_wav
     write_wav(folder / "speech.wav", load_audio(ASSETS / "jfk.flac")[:32000])
     (folder / "astronaut.jpg").write_bytes((ASSETS / "astronaut.jpg").read_bytes())
+    (folder / "obama_head_motion.mp4").write_bytes((ASSETS / "obama_head_motion.mp4").read_bytes())
     return folder
 
 
 @pytest.mark.parametrize("name, model, size", [
     ("dae_talker", "tiny-dae", (256, 256)),  # the workflow resizes the 16-pixel frames to 256
     ("landmark_diffusion", "tiny-landmark", None),  # the portrait's size
+    ("dubbing", "tiny-landmark", (256, 256)),  # the video's size
 ])
 def test_the_api_workflow_runs_end_to_end_to_an_mp4_with_audio(name, model, size, models_dir, comfy_inputs, tmp_path,
                                                                monkeypatch):
@@ -174,7 +185,7 @@ def test_the_api_workflow_runs_end_to_end_to_an_mp4_with_audio(name, model, size
         sorted(f"{prefix}_00001_.mp4" for prefix in prefixes)
     facts = probe_video(videos[0])
     portrait_size = Image.open(ASSETS / "astronaut.jpg").size
-    assert (facts["width"], facts["height"]) == (size or portrait_size)
+    assert (facts["width"], facts["height"]) == (size or portrait_size)  # 2 s of speech: 50 frames of each
     assert facts["has_audio"] and facts["num_frames"] == 50 and facts["fps"] == 25
     for video in videos:  # the pack's save node marks every video, and keeps the speech as ComfyUI gave it
         assert read_metadata(video)["comment"].startswith("synthetic=true")

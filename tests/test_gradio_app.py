@@ -98,6 +98,24 @@ def test_the_dae_talker_tab_turns_speech_into_a_video(client, files):
     assert "no training record" in status
 
 
+def test_the_dub_tab_makes_the_video_speak_the_speech_at_its_own_size(client, files):
+    video, status = client.predict(handle_file(str(ASSETS / "obama_head_motion.mp4")), handle_file(files["speech"]),
+                                   2, 0, files["landmark"], "ddim", 0, 16, 1.0, api_name="/dub")
+    facts = probe_video(video)
+    assert (facts["width"], facts["height"], facts["num_frames"], facts["fps"]) == (256, 256, 50, 25.0)
+    assert facts["has_audio"] and "2.0 s of speech → 50 frames, 256x256" in status
+
+
+@pytest.mark.parametrize("video, message", [
+    (str(ASSETS / "astronaut.jpg"), "That is a still image: upload a video here"),
+    (None, "Upload the video to dub first"),
+])
+def test_the_dub_tab_asks_for_a_video(client, files, video, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(None if video is None else handle_file(video), handle_file(files["speech"]), 2, 0,
+                       files["landmark"], "ddim", 0, 16, 1.0, api_name="/dub")
+
+
 def test_the_portrait_example_with_a_head_motion_video_runs_with_the_bundled_model(client):
     portrait, speech, head_motion = HEAD_MOTION_EXAMPLES[0]
     video, _, status = client.predict(handle_file(portrait), handle_file(speech), handle_file(head_motion), 10, 0, 256,
@@ -166,7 +184,7 @@ def test_the_page_renders_its_main_controls_in_headless_chromium(server, tmp_pat
                "--virtual-time-budget=15000"]
     dom = subprocess.run([*command, "--dump-dom", server], capture_output=True, text=True, timeout=120).stdout
     for label in ("Portrait", "Speech", "Generate", "Stop", "Denoising steps", "Seed", "More settings", "DAE-Talker",
-                  "Head motion from a video", "Examples", "Make your avatar"):
+                  "Head motion from a video", "Examples", "Make your avatar", "Dub a video"):
         assert label in dom, f"{label!r} is not on the page"
     subprocess.run([*command, f"--screenshot={tmp_path / 'page.png'}", server], capture_output=True, timeout=120)
     assert Image.open(tmp_path / "page.png").size == (1280, 1800)
