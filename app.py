@@ -24,4 +24,4 @@ if "talking_head" not in sys.modules:
 from talking_head.gradio_app import launch  # noqa: E402
 
 if __name__ == "__main__":
-    launch(server_name="0.0.0.0")
+    launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))  # a Space sets it; elsewhere every interface

@@ -599,8 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     whisper.set_defaults(run=_convert_whisper)
 
     app = commands.add_parser("app", help="serve the Gradio demo in a browser")
-    app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--host", help="address to listen on, 0.0.0.0 for every interface (default: GRADIO_SERVER_NAME, "
+                     "else 127.0.0.1)")
+    app.add_argument("--port", type=int, help="port to listen on (default: GRADIO_SERVER_PORT, else 7860 or the next "
+                     "free one)")
     app.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     app.set_defaults(run=_app)
     return parser

@@ -99,7 +99,8 @@ def _download(repo_id: str, **download_kwargs) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json"],
                                       **download_kwargs))
     except LocalEntryNotFoundError:
-        raise ModelError(f"cannot download the Whisper model {repo_id}: offline and not in the local cache") from None
+        raise ModelError(f"the Whisper model {repo_id} is not in the local Hugging Face cache and the Hub cannot be "
+                         f"reached (offline): download it once with network access, or give a local folder") from None
     except (HfHubHTTPError, OSError, ValueError) as error:
         raise ModelError(f"cannot download the Whisper model {repo_id} from the Hub: {error}") from None
 

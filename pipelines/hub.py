@@ -30,8 +30,8 @@ def resolve_pipeline_folder(name_or_path: str | os.PathLike, expected_class: str
 
         try:
             folder = Path(snapshot_download(str(name_or_path), **download_kwargs))
-        except LocalEntryNotFoundError as error:
-            raise ModelError(f"cannot download {name_or_path}: offline and not in the local cache ({error})") from None
+        except LocalEntryNotFoundError:
+            raise ModelError(offline_message(str(name_or_path))) from None
         except (HfHubHTTPError, OSError, ValueError) as error:
             raise ModelError(f"cannot download {name_or_path} from the Hub: {error}") from None
     index_path = folder / MODEL_INDEX
@@ -44,6 +44,12 @@ def resolve_pipeline_folder(name_or_path: str | os.PathLike, expected_class: str
     if class_name != expected_class:
         raise ModelError(f"{name_or_path} holds a {class_name}, not a {expected_class}")
     return folder
+
+
+def offline_message(repo_id: str) -> str:
+    """One line for a Hub repo that is not in the local cache while the Hub cannot be reached."""
+    return (f"the model {repo_id} is not in the local Hugging Face cache and the Hub cannot be reached (offline): "
+            f"download it once with network access (`hf download {repo_id}`), or give a local folder")
 
 
 def _is_class_named(taken: type, library: str, class_name: str) -> bool:

@@ -78,11 +78,11 @@ def test_generate_with_the_landmark_pipeline_animates_the_portrait(tiny_landmark
 
 
 @pytest.mark.parametrize("extra, message", [
-    ([], "needs a portrait: --image"),
+    ([], "needs a portrait to animate (--image PHOTO) or a video to dub (--video VIDEO)"),
     (["--image", "missing.jpg"], "portrait not found"),
     (["--image", str(PORTRAIT), "--face", "3"], "face 3 does not exist; choose a face index from 0 (the largest) to 0"),
     (["--image", str(PORTRAIT.parent)], "is a folder, not a file"),
-    (["--image", str(PORTRAIT), "--size", "128"], "keeps the portrait's size"),
+    (["--image", str(PORTRAIT), "--size", "128"], "keeps the portrait's or video's size"),
     (["--image", str(PORTRAIT), "--motion-scale", "5"], "motion scale must be a number from 0 to 4, not 5.0"),
 ])
 def test_landmark_pipeline_input_problems_end_with_one_error_line(tiny_landmark_model, tmp_path, capsys, extra, message):

@@ -1,6 +1,7 @@
 """The Gradio demo served on loopback and driven with gradio_client, with tiny saved models: both pipelines end to
 end to mp4s with audio, readable errors for bad input, the visitor limits, cancel, and the page in headless Chromium."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -261,3 +262,22 @@ def test_in_public_mode_the_avatar_tab_says_why_it_cannot_train():
     assert AVATAR_PUBLIC in markdown
     buttons = {c["props"].get("value"): c["props"].get("interactive") for c in config["components"] if c["type"] == "button"}
     assert buttons["Make the avatar"] is False
+
+
+def test_the_app_command_serves_on_gradios_own_port_variable_when_no_flag_is_given(tmp_path):
+    port = _free_port()
+    environment = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+                   "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "talking_head", "app"], cwd=tmp_path, env=environment,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in server.stdout:  # wait for the server to say where it listens (or for it to end)
+            lines.append(line)
+            if "Running on local URL" in line:
+                break
+        assert f"http://127.0.0.1:{port}" in "".join(lines), "".join(lines)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=None).status_code == 200
+    finally:
+        server.terminate()
+        server.wait()

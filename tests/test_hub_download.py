@@ -5,6 +5,7 @@ test runs offline with an empty temporary cache.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,10 +100,17 @@ def test_unknown_repo_gives_a_clear_model_error(local_hub):
     assert "/api/models/org/no-such-repo/revision/main" in local_hub.requested_paths()
 
 
-def test_offline_without_cache_gives_a_clear_model_error():
-    with pytest.raises(ModelError, match="offline and not in the local cache") as error:
+def test_offline_without_cache_gives_one_line_naming_the_repo_and_how_to_get_it(capsys):
+    from talking_head.cli import main
+
+    with pytest.raises(ModelError) as error:
         DAETalkerPipeline.from_pretrained(REPO_ID)
-    assert REPO_ID in str(error.value)
+    assert str(error.value) == (f"the model {REPO_ID} is not in the local Hugging Face cache and the Hub cannot be "
+                                f"reached (offline): download it once with network access (`hf download {REPO_ID}`), "
+                                "or give a local folder")
+    assert main(["generate", "--model", REPO_ID, "--audio", str(Path(__file__).parents[1] / "assets" / "jfk.flac"),
+                 "-o", "never.mp4"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {error.value}"
 
 
 def test_a_repo_of_another_kind_is_refused(local_hub, tmp_path):
