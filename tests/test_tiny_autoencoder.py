@@ -23,7 +23,7 @@ from talking_head.hub_models.tiny_autoencoder import TinyAutoencoder
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline
 from talking_head.data.dataset import Clip
-from talking_head.training.latent_cache import autoencoder_fingerprint, cached_raw_latents
+from talking_head.training.latent_cache import cached_raw_latents, module_fingerprint
 from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline, tiny_taesd
 
 TAEF2 = Path(__file__).resolve().parents[2] / "shared" / "weights" / "taef2"
@@ -167,15 +167,15 @@ def test_latents_are_encoded_once_and_a_changed_autoencoder_does_not_read_them(t
         encoded.append(len(frames))
         yield frames
 
-    fingerprint = autoencoder_fingerprint(vae)
+    fingerprint = module_fingerprint(vae)
     first = cached_raw_latents(clip, "frames", 32, 1, vae, fingerprint, images)
     again = cached_raw_latents(clip, "frames", 32, 1, vae, fingerprint, images)
     assert encoded == [4] and torch.equal(first, again)
     assert len(list(tmp_path.glob("latents-frames-32px-every1-*.npy"))) == 1
     with torch.no_grad():
         vae.decoder[-1].bias.add_(0.5)  # the decoder alone changes: another autoencoder all the same
-    assert autoencoder_fingerprint(vae) != fingerprint
-    cached_raw_latents(clip, "frames", 32, 1, vae, autoencoder_fingerprint(vae), images)
+    assert module_fingerprint(vae) != fingerprint
+    cached_raw_latents(clip, "frames", 32, 1, vae, module_fingerprint(vae), images)
     assert encoded == [4, 4] and not list(tmp_path.glob(".*"))
 
 

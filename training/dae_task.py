@@ -27,7 +27,7 @@ from ..pipelines.base import TRAINING_RECORD, default_device, read_json_record
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
-from .latent_cache import autoencoder_fingerprint, cached_raw_latents
+from .latent_cache import cached_raw_latents, module_fingerprint
 from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
@@ -97,7 +97,7 @@ class DAETask:
             self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         if self.vae is not None:
             self.vae = self.vae.to(default_device())  # encodes the cache on the GPU, if any
-            self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
+            self.autoencoder_fingerprint = module_fingerprint(self.vae)
         self.train_targets, self.val_targets = self.train_images, self.val_images
         if self.vae is not None:
             train_latents, val_latents = self._raw_latents("train"), self._raw_latents("val")

@@ -37,7 +37,7 @@ from ..pipelines.base import TRAINING_RECORD, default_device, read_json_record
 from ..pipelines.landmark import LandmarkDiffusionPipeline, masked_images
 from ..data.dataset import Clip, TalkingHeadDataset, resize_images
 from .images import psnr, save_image_grid
-from .latent_cache import autoencoder_fingerprint, cached_raw_latents
+from .latent_cache import cached_raw_latents, module_fingerprint
 from .loop import module_device
 
 NUM_SAMPLE_FRAMES = 8
@@ -62,7 +62,7 @@ class L2VTask:
         elif autoencoder is None:
             raise TalkingHeadError("L2V needs a frame autoencoder folder, or a landmark pipeline to continue from")
         self.vae = load_autoencoder(autoencoder).to(default_device())  # encodes the cache on the GPU, if any
-        self.autoencoder_fingerprint = autoencoder_fingerprint(self.vae)
+        self.autoencoder_fingerprint = module_fingerprint(self.vae)
         self.autoencoder_record = read_json_record(Path(autoencoder) / TRAINING_RECORD)
         factor = downsampling_factor(self.vae)
         if image_size % factor:

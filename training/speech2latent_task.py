@@ -17,6 +17,7 @@ from ..pipelines.base import default_device
 from ..pipelines.dae_talker import DAETalkerPipeline
 from ..data.dataset import TalkingHeadDataset
 from .images import psnr, save_image_grid
+from .latent_cache import cached_semantic_codes, module_fingerprint
 from .loop import module_device
 
 POSE_LOSS_WEIGHT = 0.1
@@ -36,17 +37,19 @@ class Speech2LatentTask:
         self.window_frames = window_frames
         self.pipeline = DAETalkerPipeline.from_pretrained(dae).to(default_device())  # encodes the targets on the GPU, if any
         self.sequences = {"train": [], "val": []}
+        size, fingerprint = self.pipeline.image_size, module_fingerprint(self.pipeline.semantic_encoder)
         for clip in dataset.clips:
+            codes = cached_semantic_codes(clip, self.pipeline, fingerprint,
+                                          lambda clip=clip: dataset.iter_clip_frames(clip, "all", size))
             for split in self.sequences:
                 start, stop = clip.frame_range(split)
                 if stop - start < 2:
                     continue
-                images = dataset.clip_frames(clip, split, self.pipeline.image_size)
                 self.sequences[split].append({
                     "features": dataset.clip_features(clip, self.front_end, split),
                     "pose": dataset.clip_array(clip, "pose", split),
-                    "latents": torch.cat([self.pipeline.encode_frames(chunk).cpu() for chunk in images.split(64)]),
-                    "images": images,
+                    "latents": codes[start:stop],
+                    "images": dataset.clip_frames(clip, split, size) if split == "val" else None,
                 })
         self.model = Speech2Latent(**SPEECH2LATENT_PRESETS[preset], **front_end_config(self.front_end),
                                    semantic_dim=self.pipeline.unet.config.semantic_dim)
