@@ -79,7 +79,18 @@ DUBBING = [
          links={"images": (7, 0), "fps": (7, 1), "audio": (3, 0)}),
 ]
 
-PIPELINES = {"dae_talker": DAE_TALKER, "landmark_diffusion": LANDMARK_DIFFUSION, "dubbing": DUBBING}
+AVATAR = [
+    Node(1, "TalkingHeadTrainDAEAvatar", (0, 0), {"name": "grid-s1-avatar", "video": "grid_s1_footage.mp4"}),
+    Node(2, "LoadAudio", (0, 320), {"audio": "jfk.flac"}),
+    Node(3, "TalkingHeadAudioEncoder", (380, 320), links={"model": (1, 0), "audio": (2, 0)}),
+    Node(4, "TalkingHeadPosePredictor", (380, 0), links={"model": (1, 0), "speech": (3, 0)}),
+    Node(5, "TalkingHeadSpeech2Latent", (700, 0), links={"model": (1, 0), "speech": (3, 0), "pose": (4, 0)}),
+    Node(6, "TalkingHeadDAEDecode", (1020, 0), {"output_size": 256}, links={"model": (1, 0), "latents": (5, 0)}),
+    Node(7, "TalkingHeadSaveVideo", (1360, 0), {"filename_prefix": "talking_head/avatar"},
+         links={"images": (6, 0), "fps": (6, 1), "audio": (2, 0)}),
+]
+
+PIPELINES = {"dae_talker": DAE_TALKER, "landmark_diffusion": LANDMARK_DIFFUSION, "dubbing": DUBBING, "avatar": AVATAR}
 
 
 def _pack_nodes():

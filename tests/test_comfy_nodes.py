@@ -208,28 +208,26 @@ def test_train_avatar_turns_images_and_audio_into_a_model_the_loader_lists(model
     from talking_head.training import avatar
     from talking_head.media.video import read_video_frames
 
-    anchor = Path(__file__).resolve().parents[2] / "shared" / "media" / "long" / "dfrf_cnn2_25fps.mp4"
-    if not anchor.exists():
-        pytest.skip(f"real footage {anchor} is absent")
+    footage = ASSETS / "grid_s1_footage.mp4"  # one man, 1 minute (GRID s1, CC BY 4.0)
     base = tmp_path / "base"
     tiny_dae_pipeline(latent_space=True).save_pretrained(base)
     monkeypatch.setattr(training_nodes, "AVATAR_BASE", base)
     monkeypatch.setattr(avatar, "AVATAR_RECIPE", avatar.AvatarRecipe(resolution=64, speech2latent_preset="tiny"))
     monkeypatch.setattr(avatar, "MIN_SPEECH_SECONDS", 5.0)
-    frames = np.concatenate(list(read_video_frames(anchor, size=(192, 192))))[:250]  # 10 s
+    frames = np.concatenate(list(read_video_frames(footage)))[:250]  # 10 s
     images = comfy_image(frames)
-    audio = {"waveform": torch.from_numpy(load_audio(anchor, sample_rate=44100)[:441000])[None, None],
+    audio = {"waveform": torch.from_numpy(load_audio(footage, sample_rate=44100)[:441000])[None, None],
              "sample_rate": 44100}
     with pytest.raises(TalkingHeadError, match="must be a plain folder name"):
         node("TrainDAEAvatar").train("../elsewhere", 1.0, images=images, audio=audio)
     with pytest.raises(TalkingHeadError, match="connect the footage"):
-        node("TrainDAEAvatar").train("anchor", 1.0)
+        node("TrainDAEAvatar").train("grid", 1.0)
 
-    model = node("TrainDAEAvatar").train("anchor", 0.5, images=images, audio=audio, frame_rate=25.0)[0]
+    model = node("TrainDAEAvatar").train("grid", 0.5, images=images, audio=audio, frame_rate=25.0)[0]
 
     assert isinstance(model, DAETalkerPipeline) and "evaluation" in model.training_record
-    assert (models_dir / "anchor" / "README.md").exists() and (models_dir / "anchor.work" / "footage.mp4").exists()
-    assert "anchor" in model_choices(DAETalkerPipeline) and "anchor.work" not in model_choices(DAETalkerPipeline)
+    assert (models_dir / "grid" / "README.md").exists() and (models_dir / "grid.work" / "footage.mp4").exists()
+    assert "grid" in model_choices(DAETalkerPipeline) and "grid.work" not in model_choices(DAETalkerPipeline)
     speech = node("AudioEncoder").encode(model, audio)[0]
     latents = node("Speech2Latent").run(model, speech)[0]
     assert_comfy_image(node("DAEDecode").decode(model, latents, steps=1)[0], 250, 64, 64)

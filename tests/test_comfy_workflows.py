@@ -20,7 +20,7 @@ from tiny_models import tiny_dae_pipeline, tiny_landmark_pipeline
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPOSITORY / "workflows"
 ASSETS = REPOSITORY / "assets"
-PIPELINES = ("dae_talker", "landmark_diffusion", "dubbing")
+PIPELINES = ("dae_talker", "landmark_diffusion", "dubbing", "avatar")
 
 
 def _load_build_script():
@@ -88,6 +88,8 @@ def test_the_ui_workflow_is_the_api_workflow_on_a_canvas(name):
                             "TalkingHeadL2VDenoise", "TalkingHeadPasteBack", "TalkingHeadSaveVideo"}),
     ("dubbing", {"LoadVideo", "GetVideoComponents", "LoadAudio", "TalkingHeadLoadLandmarkDiffusion",
                  "TalkingHeadAudioEncoder", "TalkingHeadTrackFace", "TalkingHeadDubFrames", "TalkingHeadSaveVideo"}),
+    ("avatar", {"TalkingHeadTrainDAEAvatar", "LoadAudio", "TalkingHeadAudioEncoder", "TalkingHeadPosePredictor",
+                "TalkingHeadSpeech2Latent", "TalkingHeadDAEDecode", "TalkingHeadSaveVideo"}),
 ])
 def test_each_workflow_wires_its_pipeline_from_load_audio_to_save_video(name, expected_nodes):
     workflow = api_workflow(name)
