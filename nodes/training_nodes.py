@@ -2,6 +2,8 @@
 
 import re
 
+import torch
+
 from ..bundled import BUNDLED_MODELS, DAE_TALKER
 from ..errors import TalkingHeadError
 from ..media.audio import SAMPLE_RATE
@@ -66,9 +68,10 @@ class TrainDAEAvatar:
         else:
             raise TalkingHeadError("connect the footage: a video from the input folder, or images with their audio")
         bar = services.Progress(PROGRESS_STEPS, "avatar", unit="‰")
-        avatar.train_avatar([footage], output, minutes=minutes, resume=True, name=name, work_dir=work,
-                            progress=lambda report: bar.update(round(_overall(report) * PROGRESS_STEPS)),
-                            recipe=avatar.AVATAR_RECIPE, base_model=AVATAR_BASE)
+        with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes without gradients
+            avatar.train_avatar([footage], output, minutes=minutes, resume=True, name=name, work_dir=work,
+                                progress=lambda report: bar.update(round(_overall(report) * PROGRESS_STEPS)),
+                                recipe=avatar.AVATAR_RECIPE, base_model=AVATAR_BASE)
         return (DAETalkerPipeline.from_pretrained(output),)
 
 
