@@ -232,3 +232,38 @@ def test_prepare_can_leave_out_an_unusable_video_and_says_so(footage, tmp_path):
     assert [clip["name"] for clip in index["clips"]] == [footage[0].stem]
     assert index["skipped"][0]["name"] == "no_face.mp4" and "no face" in index["skipped"][0]["reason"]
     assert index["clips"][0]["source"] == footage[0].name
+
+
+def test_a2l_trained_from_the_command_line_on_whisper_features_carries_its_encoder_and_loads_offline(
+        dataset, l2v_run, tmp_path, monkeypatch):
+    import shutil
+
+    from tiny_models import save_tiny_whisper
+
+    assert main(["convert-whisper", str(save_tiny_whisper(tmp_path / "tiny.pt", "openai")), "--half",
+                 "--out", str(tmp_path / "whisper")]) == 0
+    assert main(["train", "a2l", "--data", str(dataset.root), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                 "--features", "whisper", "--speech-model", str(tmp_path / "whisper"), "--feature-layers", "mean",
+                 "--max-steps", "3", "--window", "20", "--l2v", str(l2v_run / "model")]) == 0
+    shutil.rmtree(tmp_path / "whisper")  # the encoder it learnt from is gone: the pipeline must bring its own
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipeline = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
+
+    config = pipeline.a2l.config
+    assert (config.feature_kind, config.feature_model_name, config.feature_layers) == ("whisper", "whisper", "mean")
+    assert config.feature_dim == 32 and (tmp_path / "run" / "model" / "speech_model" / "LICENSE").exists()
+    assert pipeline.training_record["a2l"]["features"]["feature_kind"] == "whisper"
+    assert any(clip.folder.glob("features-whisper-mean-*.npy") for clip in dataset.clips)  # kept for the next run
+    output = tmp_path / "talk.mp4"
+    jobs.run(jobs.landmark_video(pipeline, dataset.root.parent / "obama.mp4", PORTRAIT, output,
+                                 settings=SamplingSettings(1)))
+    assert output.exists()
+
+
+def test_training_on_a_front_end_that_cannot_be_had_stops_before_any_work(dataset, tmp_path, capsys):
+    assert main(["train", "a2l", "--data", str(dataset.root), "--out", str(tmp_path / "run"), "--features", "whisper",
+                 "--speech-model", str(tmp_path / "missing")]) == 2
+    assert "Whisper weights not found" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert main(["train", "a2l", "--data", str(dataset.root), "--out", str(tmp_path / "run"),
+                 "--speech-model", str(tmp_path / "missing")]) == 2
+    assert "--speech-model and --feature-layers are for the speech model features" in capsys.readouterr().err
