@@ -6,7 +6,8 @@ enlarged for the detector). When the two framings differ (a face crop against th
 aligned to the generated one by the similarity transform that maps its face onto the generated face (nose and eye
 corners, over the first second): image metrics compare the generated frames with the real frames warped into that
 framing, and the real landmarks are carried into it by the same transform. Figures per video:
-- image quality: PSNR, SSIM (offline), LPIPS (network weights);
+- image quality: PSNR of the whole frame and, when landmarks are found, of the face alone (the real landmarks' box),
+  SSIM (offline), LPIPS (network weights);
 - temporal coherence: Pixel-MSE, the mean squared difference of consecutive frames (pixels in 0..1; the real
   video's as a reference), and tLP (TecoGAN): the mean |LPIPS(g_t, g_t-1) - LPIPS(r_t, r_t-1)|;
 - landmarks (dlib, offline): distance of the mouth and of the whole face to the real video's landmarks as a
@@ -147,6 +148,8 @@ class _PairMeasure:
         images, references = _as_images(generated, device), _as_images(real, device)
         count = len(images)
         self.sums["psnr"] += psnr(images, references) * count
+        if "psnr" in self.metrics and real_landmarks is not None:
+            self._face_errors(images, references, real_landmarks)
         if "ssim" in self.metrics:
             self.sums["ssim"] += ssim(images, references) * count
         if self.previous is not None:  # consecutive pairs across the batch boundary too
@@ -170,6 +173,17 @@ class _PairMeasure:
             self.features["generated"].append(inception(generated))
             self.features["real"].append(inception(real))
         self.count += count
+
+    def _face_errors(self, images: torch.Tensor, references: torch.Tensor, real_landmarks: np.ndarray) -> None:
+        """Add each frame's mean squared error inside the real face (its landmarks' box) to the face PSNR's sums."""
+        for image, reference, points in zip(images, references, real_landmarks):
+            if np.isnan(points).any():
+                continue
+            x0, y0 = np.floor(points.min(0)).astype(int).clip(0)
+            x1, y1 = np.ceil(points.max(0)).astype(int) + 1
+            self.sums["face_squared_error"] = self.sums.get("face_squared_error", 0.0) + float(
+                (image[:, y0:y1, x0:x1] - reference[:, y0:y1, x0:x1]).pow(2).mean())
+            self.sums["face_frames"] = self.sums.get("face_frames", 0) + 1
 
     def _aligned(self, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Real frames warped into the generated framing (height, width)."""
@@ -204,6 +218,9 @@ class _PairMeasure:
         figures = {"frames": count}
         if "psnr" in self.metrics:
             figures["psnr"] = self.sums["psnr"] / count
+        if self.sums.get("face_frames"):  # the face alone: its landmarks' box in the real frames
+            mean_error = self.sums["face_squared_error"] / self.sums["face_frames"]
+            figures["face_psnr"] = float(10 * np.log10(1 / max(mean_error, 1e-10)))
         if "ssim" in self.metrics:
             figures["ssim"] = self.sums["ssim"] / count
         if "pixel_mse" in self.metrics and count > 1:

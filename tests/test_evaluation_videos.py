@@ -6,9 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from talking_head.cli import main
 from talking_head.errors import TalkingHeadError
@@ -57,7 +59,8 @@ def network_weights(tmp_path_factory) -> MetricWeights:
 def report(videos, network_weights) -> dict:
     generated = [videos["real"], videos["blurred"], videos["late_sound"]]
     return evaluate_videos(generated, [videos["real"]] * 3,
-                           metrics=("psnr", "ssim", "pixel_mse", "landmarks", "sync", "lpips", "tlp", "lse", "fid"),
+                           metrics=("psnr", "ssim", "pixel_mse", "landmarks", "sync", "sharpness", "lpips", "tlp", "lse",
+                                    "fid"),
                            weights=network_weights)
 
 
@@ -65,6 +68,7 @@ def test_identical_videos_get_the_ideal_scores(report):
     same = report["videos"][0]
     assert same["frames"] == 152 and same["face_found"] == 1
     assert same["psnr"] == pytest.approx(100) and same["ssim"] == pytest.approx(1, abs=1e-6)
+    assert same["face_psnr"] == pytest.approx(100) and same["sharpness_ratio"] == pytest.approx(1)
     assert same["lpips"] == 0 and same["tlp"] == 0
     assert same["landmark_distance_face"] == 0 and same["landmark_distance_mouth"] == 0
     assert same["mouth_opening_correlation"] == pytest.approx(1)
@@ -77,6 +81,32 @@ def test_a_blurred_video_scores_worse_on_every_image_metric(report):
     assert blurred["psnr"] < 35 and blurred["ssim"] < 0.95 and blurred["lpips"] > 0
     assert blurred["psnr"] < same["psnr"] and blurred["ssim"] < same["ssim"] and blurred["lpips"] > same["lpips"]
     assert blurred["landmark_distance_face"] > same["landmark_distance_face"]
+    assert blurred["face_psnr"] < 35 and blurred["sharpness_lower_face"] < 0.5 and blurred["sharpness_eyes"] < 0.5
+
+
+def test_a_lower_face_blurred_alone_loses_sharpness_against_the_eyes_measured_against_a_still_photo(tmp_path):
+    from talking_head.faces.landmarks import get_landmarker, landmarks_per_frame
+    from talking_head.media.video import VideoWriter, read_video_frames
+
+    photo_frame = next(read_video_frames(ADDRESS, batch=1))[0]
+    points = landmarks_per_frame(photo_frame[None], get_landmarker("dlib"))[0]
+    photo = tmp_path / "photo.png"
+    Image.fromarray(photo_frame).save(photo)
+    nose_row = int(points[33, 1])
+    soft = photo_frame.copy()
+    soft[nose_row:] = cv2.GaussianBlur(photo_frame, (0, 0), 2.0)[nose_row:]  # the lower face, blurred
+    for name, frame in (("still.mp4", photo_frame), ("soft.mp4", soft)):
+        with VideoWriter(tmp_path / name, fps=25.0) as writer:
+            writer.write(np.repeat(frame[None], 10, axis=0))
+
+    report = evaluate_videos([tmp_path / "still.mp4", tmp_path / "soft.mp4"], [photo, photo], metrics=("sharpness",))
+
+    still, soft_figures = report["videos"]
+    assert still["frames"] == soft_figures["frames"] == 10
+    assert 0.6 < still["sharpness_ratio"] < 1.4  # the video's own encoding costs both regions alike
+    assert soft_figures["sharpness_ratio"] < 0.5 * still["sharpness_ratio"]
+    with pytest.raises(TalkingHeadError, match="photo.png is a still image: only the sharpness metric"):
+        evaluate_videos([tmp_path / "still.mp4"], [photo], metrics=("sharpness", "psnr"))
 
 
 def test_sound_five_frames_late_moves_the_speech_to_mouth_offset_by_five(report):
