@@ -51,14 +51,17 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE, allow_silence: bool = False
 
 
 def resample_audio(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Resample a mono float waveform from `sample_rate` to `target_rate` with ffmpeg's resampler."""
+    """A float waveform, mono [T] or with channels [C,T], resampled from `sample_rate` to `target_rate` and mixed
+    down to mono [T] by ffmpeg, as `load_audio` mixes and resamples a file (so audio given in memory, as ComfyUI
+    gives it, and the same audio read from its file are heard alike)."""
     waveform = np.asarray(waveform, dtype="<f4")
-    if sample_rate == target_rate:
-        return waveform
+    channels = 1 if waveform.ndim == 1 else waveform.shape[0]
+    if sample_rate == target_rate and channels == 1:
+        return waveform.reshape(-1)
     result = run_ffmpeg(
-        ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0",
          "-f", "f32le", "-ar", str(target_rate), "-ac", "1", "pipe:1"],
-        stdin_bytes=waveform.tobytes(),
+        stdin_bytes=np.ascontiguousarray(waveform.T if channels > 1 else waveform).tobytes(),
     )
     if result.returncode != 0:
         raise AudioError(
@@ -68,7 +71,8 @@ def resample_audio(waveform: np.ndarray, sample_rate: int, target_rate: int = SA
 
 
 def prepare_waveform(waveform, sample_rate: int, what: str = "the audio", allow_silence: bool = False) -> np.ndarray:
-    """A waveform held in memory ([T], or [C,T] / [B,C,T] with channels averaged) as 16 kHz mono float32.
+    """A waveform held in memory ([T], or [C,T] / [B,C,T] with its channels mixed down as `load_audio` mixes a file's)
+    as 16 kHz mono float32.
 
     Raises AudioError when it is empty, not finite, at a sample rate that is not a positive number, or
     (unless `allow_silence`) silent.
@@ -81,7 +85,7 @@ def prepare_waveform(waveform, sample_rate: int, what: str = "the audio", allow_
     if samples.size == 0:
         raise AudioError(f"{what} is empty (no samples)")
     if samples.ndim > 1:
-        samples = samples.reshape(-1, samples.shape[-1]).mean(axis=0)
+        samples = samples.reshape(-1, samples.shape[-1])  # the channels (of every batch item)
     if not np.isfinite(samples).all():
         raise AudioError(f"{what} holds NaN or infinite samples")
     samples = np.clip(resample_audio(samples, int(sample_rate)), -1.0, 1.0)

@@ -24,6 +24,7 @@ from audio_files import write_wav
 from tiny_models import save_tiny_wav2vec2
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared/media"
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets"
 
 
 def shared_file(relative_path: str) -> Path:
@@ -445,3 +446,14 @@ def test_pixels_convert_to_the_models_range_and_back_from_read_only_arrays_witho
         images = to_model_range(frames)
     assert images.shape == (2, 3, 8, 8) and images.min() >= -1 and images.max() <= 1
     np.testing.assert_array_equal(to_uint8(images), frames)
+
+
+def test_stereo_audio_in_memory_is_heard_exactly_as_its_file_is():
+    # ComfyUI hands over audio at the file's own rate and channels; the command line reads the file itself. Both must
+    # give the models the same samples (they once mixed stereo differently, and the videos differed by up to 25 dB).
+    from talking_head.media._ffmpeg import run_ffmpeg
+
+    decoded = run_ffmpeg(["-i", str(EXAMPLES / "jfk.flac"), "-f", "f32le", "-"]).stdout  # 44.1 kHz stereo
+    stereo = np.frombuffer(decoded, "<f4").reshape(-1, 2).T
+    assert np.abs(stereo[0] - stereo[1]).max() > 0.05  # the channels differ
+    np.testing.assert_array_equal(prepare_waveform(stereo[None], 44100), load_audio(EXAMPLES / "jfk.flac"))
