@@ -27,8 +27,11 @@ talking-head prepare --video $(videos "$WORK/train.txt") --out "$WORK/train" --r
     --val-fraction 0.1 --overwrite
 talking-head train dae --data "$WORK/train" --out "$WORK/dae" --autoencoder "$WORK/taef2" --resolution 128 \
     --mouth-head-weight 0.5 --lr 3e-4 --max-minutes 184 --validate-every 200 --sample-every 400
+# speech2latent hears Whisper tiny.en's audio encoder (OpenAI, MIT): `talking-head convert-whisper tiny.en.pt --out
+# WHISPER` makes the folder from OpenAI's checkpoint; 400 steps, before it overfits the one man's sentences.
 talking-head train speech2latent --data "$WORK/train" --out "$WORK/s2l" --dae "$WORK/dae/model" --preset small \
-    --lr 3e-4 --max-minutes 15 --validate-every 100 --sample-every 500
+    --lr 3e-4 --max-steps 400 --validate-every 100 --sample-every 500 --features whisper \
+    --speech-model "${WHISPER:-$WEIGHTS/whisper-tiny.en-encoder}" --feature-layers mean
 talking-head evaluate --data "$WORK/heldout" --model "$WORK/s2l/model" --steps 10 --sampler dpm++ --with-ceiling \
     -o "$WORK/evaluation.json"
 python scripts/bundle_model.py dae "$WORK/s2l/model" "$WORK/evaluation.json" pretrained/dae-talker-grid-s1 -

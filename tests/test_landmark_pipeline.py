@@ -22,7 +22,7 @@ from talking_head.faces.render import _PART_STYLE, lower_face_mask, render_landm
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video, read_metadata, read_video_frames
 from talking_head.faces.warp import mouth_masks, set_mouth, warp_to_landmarks, with_still_jaw
-from talking_head.media.images import to_uint8
+from talking_head.media.images import to_model_range, to_uint8
 from talking_head.pipelines.landmark import LandmarkDiffusionPipeline, masked_images
 from tiny_models import save_tiny_wav2vec2, tiny_dae_pipeline, tiny_landmark_pipeline
 
@@ -162,7 +162,7 @@ def test_l2v_conditioning_reaches_the_unet(tiny, face):
     open_mouth = landmarks.copy()
     open_mouth[0, 56:59, 1] += 3  # the lower lip drops
     open_mouth[0, 65:68, 1] += 3
-    identity = torch.from_numpy(face.crop[None]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    identity = to_model_range(face.crop[None])
     noise = tiny.initial_noise(0)
 
     def frames(points, pose=None, identity_image=identity):
