@@ -287,7 +287,8 @@ def _avatar_progress():
 
 
 def _front_end(args, dataset):
-    """The audio front end `train a2l` / `train speech2latent` learn from: --features, --speech-model, --feature-layers."""
+    """The audio front end `train a2l` / `train speech2latent` learn from (--features, --speech-model,
+    --feature-layers)."""
     from .media.features import AudioFeatureExtractor
 
     if args.features == "logmel" and (args.speech_model or args.feature_layers != "last"):

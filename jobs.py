@@ -175,4 +175,5 @@ def _video(pipeline, path: str | os.PathLike, audio, waveform: np.ndarray, setti
     tags."""
     metadata = pipeline.video_metadata(sampler=settings.sampler, steps=settings.num_inference_steps,
                                        seed=settings.seed)
-    return VideoWriter(Path(path), fps=fps or pipeline.fps, metadata=metadata, **soundtrack(audio, waveform, SAMPLE_RATE))
+    return VideoWriter(Path(path), fps=fps or pipeline.fps, metadata=metadata,
+                       **soundtrack(audio, waveform, SAMPLE_RATE))

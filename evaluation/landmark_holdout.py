@@ -83,7 +83,8 @@ def _pasted_figures(generated: np.ndarray, real: np.ndarray, landmarks: np.ndarr
     masks = paste_masks(mask_landmarks, real.shape[1])
     alpha = masks[..., None]
     blended = real.astype(np.float32) + alpha * (generated.astype(np.float32) - real)
-    pasted, generated_images, real_images = unit(np.clip(blended, 0, 255).round().astype(np.uint8)), unit(generated), unit(real)
+    pasted = unit(np.clip(blended, 0, 255).round().astype(np.uint8))
+    generated_images, real_images = unit(generated), unit(real)
     weights = torch.from_numpy(masks)[:, None]
     x0, y0, x1, y1 = _mouth_box(landmarks, real.shape[1])
     mouth, real_mouth = pasted[..., y0:y1, x0:x1], real_images[..., y0:y1, x0:x1]

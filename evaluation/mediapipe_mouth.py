@@ -55,10 +55,12 @@ class MediaPipeMouth:
             result = self._landmarker.detect(image)
             if not result.face_landmarks:
                 continue
-            points = np.array([(point.x * frame.shape[1], point.y * frame.shape[0]) for point in result.face_landmarks[0]])
+            height, width = frame.shape[:2]
+            points = np.array([(point.x * width, point.y * height) for point in result.face_landmarks[0]])
             eye_distance = np.linalg.norm(points[OUTER_EYE_CORNERS[0]] - points[OUTER_EYE_CORNERS[1]])
             opening[index] = np.linalg.norm(points[UPPER_INNER_LIP] - points[LOWER_INNER_LIP]) / eye_distance
-            jaw_open[index] = next(shape.score for shape in result.face_blendshapes[0] if shape.category_name == "jawOpen")
+            jaw_open[index] = next(shape.score for shape in result.face_blendshapes[0]
+                                   if shape.category_name == "jawOpen")
         return {"opening": opening, "jaw_open": jaw_open}
 
     def compare(self, generated: np.ndarray, real: np.ndarray) -> dict:

@@ -271,8 +271,8 @@ def _check_pairs(generated: list[Path], real: list[Path], metrics: set[str]) -> 
     for generated_path, real_path in zip(generated, real):
         facts[generated_path, real_path] = probe_video(generated_path), probe_video(real_path)
         if facts[generated_path, real_path][1]["num_frames"] <= 1 and metrics - {"sharpness"}:
-            raise TalkingHeadError(f"{real_path.name} is a still image: only the sharpness metric compares a video with "
-                                   "a photo; add --metrics sharpness")
+            raise TalkingHeadError(f"{real_path.name} is a still image: only the sharpness metric compares a video "
+                                   "with a photo; add --metrics sharpness")
         if metrics & {"sync", "lse"} and not facts[generated_path, real_path][1]["has_audio"]:
             raise TalkingHeadError(f"the real video {real_path} has no audio track, which the sync and lse metrics "
                                    "measure against; give the real video with its sound, or leave those metrics out")

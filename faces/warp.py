@@ -101,7 +101,8 @@ def mouth_masks(landmarks: np.ndarray, shape: int | tuple[int, int]) -> np.ndarr
     kernel = np.ones((2 * step + 1, 2 * step + 1), np.uint8)
     masks = np.zeros((len(landmarks), height, width), np.float32)
     for mask, points in zip(masks, np.asarray(landmarks)):
-        polygon = cv2.fillPoly(np.zeros((height, width), np.uint8), [np.round(points[list(INNER_LIPS)]).astype(np.int32)], 1)
+        inner_lips = np.round(points[list(INNER_LIPS)]).astype(np.int32)
+        polygon = cv2.fillPoly(np.zeros((height, width), np.uint8), [inner_lips], 1)
         mask[:] = cv2.GaussianBlur(cv2.dilate(polygon, kernel).astype(np.float32), (0, 0), step)
     return masks
 
@@ -137,7 +138,8 @@ def compose_lower_face(image: np.ndarray, image_landmarks: np.ndarray, targets: 
     inside = mouth_masks(targets, (height, width))
     own = own_mouth_mask(np.asarray(image_landmarks, np.float64), (height, width))
     composed = np.empty((len(targets), height, width, 3), np.uint8)
-    for out, where, drawn_crop, mouth in zip(composed, warp_maps(image_landmarks, held, (height, width)), drawn, inside):
+    maps = warp_maps(image_landmarks, held, (height, width))
+    for out, where, drawn_crop, mouth in zip(composed, maps, drawn, inside):
         warped = remap(image, where).astype(np.float32)
         drawn_here = cv2.warpAffine(drawn_crop, drawn_to_image, (width, height), flags=cv2.INTER_CUBIC,
                                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)

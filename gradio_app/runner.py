@@ -100,8 +100,8 @@ def local_avatars() -> list[str]:
     """The names of the avatars made on this machine (folders of a DAE-Talker in AVATAR_FOLDER)."""
     if not AVATAR_FOLDER.is_dir():
         return []
-    return sorted(folder.name for folder in AVATAR_FOLDER.iterdir()
-                  if (folder / "model_index.json").is_file() and "DAETalkerPipeline" in (folder / "model_index.json").read_text())
+    return sorted(folder.name for folder in AVATAR_FOLDER.iterdir() if (folder / "model_index.json").is_file()
+                  and "DAETalkerPipeline" in (folder / "model_index.json").read_text())
 
 
 def describe_model(pipeline) -> str:
@@ -145,7 +145,8 @@ def check_video(path: str | None, limits: Limits) -> dict:
         raise TalkingHeadError("Upload the video to dub first.")
     facts = probe_video(path)
     if facts["num_frames"] < 2:
-        raise TalkingHeadError("That is a still image: upload a video here, or animate a photo in the Any portrait tab.")
+        raise TalkingHeadError("That is a still image: upload a video here, or animate a photo in the Any portrait "
+                               "tab.")
     if max(facts["width"], facts["height"]) > limits.max_video_side:
         raise TalkingHeadError(f"The video is {facts['width']}x{facts['height']}; this demo takes at most "
                                f"{limits.max_video_side} pixels a side. Scale it down and try again.")

@@ -344,8 +344,8 @@ def build_app(limits: Limits | None = None) -> gr.Blocks:
             gr.Markdown(AVATAR_PUBLIC if limits.public else AVATAR_INTRO)
             with gr.Row():
                 with gr.Column():
-                    footage = gr.File(file_count="multiple", file_types=["video"], label="Footage (one person speaking)",
-                                      interactive=not limits.public)
+                    footage = gr.File(file_count="multiple", file_types=["video"],
+                                      label="Footage (one person speaking)", interactive=not limits.public)
                     name = gr.Textbox(value="my-avatar", label="Name", interactive=not limits.public,
                                       info="The avatar's folder name; the same name and footage resume a stopped run.")
                     minutes = gr.Slider(5, 600, value=DEFAULT_MINUTES, step=5, label="Time budget (minutes)",

@@ -96,8 +96,8 @@ def _download(repo_id: str, **download_kwargs) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json"],
-                                      **download_kwargs))
+        patterns = ["config.json", "*.safetensors", "*.safetensors.index.json"]
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, **download_kwargs))
     except LocalEntryNotFoundError:
         raise ModelError(f"the Whisper model {repo_id} is not in the local Hugging Face cache and the Hub cannot be "
                          f"reached (offline): download it once with network access, or give a local folder") from None

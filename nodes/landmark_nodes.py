@@ -213,10 +213,9 @@ class PasteBack:
             "crops": ("IMAGE", {"tooltip": "One face crop per frame (L2VDenoise's crops, possibly processed; resized to the face's crop size)."}),
             "landmarks": (LANDMARKS, {"tooltip": "The landmarks the crops were made from (A2L)."}),
         }, "optional": {
-            "lower_face": (list(LOWER_FACES), {"default": DEFAULT_LOWER_FACE,
-                                               "tooltip": "warped: the portrait's own lower face moved onto the "
-                                                          "landmarks at the portrait's resolution, the crops' mouths "
-                                                          "set in (as sharp as the photo); drawn: the crops enlarged."}),
+            "lower_face": (list(LOWER_FACES), {"default": DEFAULT_LOWER_FACE, "tooltip": (
+                "warped: the portrait's own lower face moved onto the landmarks at the portrait's resolution, the "
+                "crops' mouths set in (as sharp as the photo); drawn: the crops enlarged.")}),
         }}
 
     RETURN_TYPES = ("IMAGE", "FLOAT")

@@ -78,7 +78,9 @@ def input_folder() -> Path:
 def input_videos() -> list[str]:
     """The video files in the input folder, by name."""
     folder = input_folder()
-    return sorted(path.name for path in folder.iterdir() if path.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(path.name for path in folder.iterdir() if path.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def device() -> torch.device:

@@ -353,7 +353,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
             return dubbed
         faces = [PortraitFace.of_frame(frames[i], own_landmarks[i], boxes[i], size) for i in keep]
         target_crops = np.stack([apply_affine(targets[i], box_to_affine(boxes[i], size)) for i in keep])
-        pose = masked_images(np.stack([face.crop for face in faces]), 1 - lower_face_mask(target_crops, size)[..., None])
+        upper_face = 1 - lower_face_mask(target_crops, size)[..., None]
+        pose = masked_images(np.stack([face.crop for face in faces]), upper_face)
         drawn = self.draw_crops(target_crops, pose, reference.crop, reference.crop_landmarks, initial_noise,
                                 num_inference_steps, sampler, "drawn")
         for index, face, crop, target in zip(keep, faces, drawn, target_crops):

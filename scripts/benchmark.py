@@ -49,7 +49,8 @@ def configurations(device: str, long_minutes: float, pipelines=PIPELINES) -> lis
             ]
     if "dub" in pipelines:
         for dtype in dtypes:
-            for pipeline, name in (("landmark", "portrait 512x512, dpm++ 15 steps"), ("dub", "video 512x512, dpm++ 15 steps")):
+            for pipeline, name in (("landmark", "portrait 512x512, dpm++ 15 steps"),
+                                   ("dub", "video 512x512, dpm++ 15 steps")):
                 runs.append({"pipeline": pipeline, "device": device, "dtype": dtype, "name": name, "steps": 15,
                              "sampler": "dpm++", "batch": 16})
     for pipeline in pipelines:

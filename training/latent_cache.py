@@ -37,7 +37,8 @@ def cached_raw_latents(clip: Clip, what: str, image_size: int, frame_stride: int
                                             for batch in images() for chunk in batch.split(ENCODE_BATCH)]))
 
 
-def cached_semantic_codes(clip: Clip, pipeline, fingerprint: str, images: Callable[[], Iterator[torch.Tensor]]) -> torch.Tensor:
+def cached_semantic_codes(clip: Clip, pipeline, fingerprint: str,
+                          images: Callable[[], Iterator[torch.Tensor]]) -> torch.Tensor:
     """The DAE's semantic codes [N,D] of every frame of a clip as `images()` yields them ([-1,1] batches at the DAE's
     image size), read from the clip's cache file when it exists, encoded and cached otherwise."""
     path = clip.folder / f"semantic-{pipeline.image_size}px-{fingerprint}.npy"
