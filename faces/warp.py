@@ -5,9 +5,10 @@ each frame's landmarks put them: its skin, lips and beard stay the person's own,
 spline is evaluated on a grid of about 128 points a side and interpolated in between, so that a large image costs
 little more than a face crop. What a warp cannot show is the inside of a mouth that opens wider than the
 portrait's (teeth, tongue): `compose_lower_face` takes that from a drawn crop, and keeps the portrait's own mouth
-where the moved mouth still shows it (its teeth, when the photo shows them). `with_still_jaw` keeps the jaw line out
-of it: a jaw that A2L drops too far or bends (it does on faces unlike its training footage) would drag the chin and
-neck with it.
+where the moved mouth still shows it (its teeth, when the photo shows them). The jaw line does not follow A2L's own
+jaw points, which drop too far or bend on faces unlike its training footage and would drag the chin and neck with
+them: `with_jaw_on_the_lips` moves it with the head and, under the mouth, with the lower lip's own motion, so the chin
+drops as the mouth opens; a ring of points below the jaw holds the neck and collar still.
 """
 
 from collections.abc import Iterator
@@ -19,6 +20,11 @@ from scipy.interpolate import RBFInterpolator
 from .align import STABLE_POINTS, apply_affine, fit_similarity
 from .landmarks import CHIN, INNER_LIP_LOWER, INNER_LIP_UPPER, INNER_LIPS, LEFT_EYE, RIGHT_EYE
 
+# How far each chin point (5..11, cheek to cheek) follows the lower lip's own motion.
+_CHIN_FOLLOWS_LIP = 0.7 * np.array([0.25, 0.5, 0.8, 1.0, 0.8, 0.5, 0.25])
+LOWER_LIP_MIDDLE = 57
+# How much further from the face's centre than the jaw line the warp holds the neck still.
+_NECK_RING = 0.5
 # Points per side of the image's border that the warp holds still.
 _BORDER_POINTS_PER_SIDE = 9
 # Regularisation of the spline (in pixels squared of a 128-pixel face), so that jittering neighbouring points cannot
@@ -89,6 +95,19 @@ def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return held
 
 
+def with_jaw_on_the_lips(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`targets` [N,68,2] with the jaw line moved with the head (`with_still_jaw`) and, on top, by the lower lip's own
+    motion (its middle point's, the head taken out): fully under the lip, less towards the cheeks. The chin drops as
+    the mouth opens, whatever the targets' own jaw points did."""
+    stable, jaw = list(STABLE_POINTS), list(CHIN)
+    held = with_still_jaw(landmarks, targets)
+    for points, target in zip(held, np.asarray(targets, np.float64)):
+        head = fit_similarity(landmarks[stable], target[stable])
+        lip_motion = target[LOWER_LIP_MIDDLE] - apply_affine(landmarks[LOWER_LIP_MIDDLE][None], head)[0]
+        points[jaw] += _CHIN_FOLLOWS_LIP[:, None] * lip_motion
+    return held
+
+
 def _mask_shape(shape: int | tuple[int, int]) -> tuple[int, int]:
     return (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
 
@@ -105,6 +124,14 @@ def mouth_masks(landmarks: np.ndarray, shape: int | tuple[int, int]) -> np.ndarr
         polygon = cv2.fillPoly(np.zeros((height, width), np.uint8), [inner_lips], 1)
         mask[:] = cv2.GaussianBlur(cv2.dilate(polygon, kernel).astype(np.float32), (0, 0), step)
     return masks
+
+
+def _neck_ring(landmarks: np.ndarray) -> np.ndarray:
+    """Points a little outside the lower jaw line (points 3..13 moved a quarter further from the face's centre): where
+    a moved chin's pull on the portrait stops, so that the neck and collar below it stay put."""
+    jaw = landmarks[list(range(3, 14))]
+    centre = landmarks.mean(axis=0)
+    return centre + (jaw - centre) * (1 + _NECK_RING)
 
 
 def own_mouth_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -130,15 +157,20 @@ def set_mouth(faces: np.ndarray, drawn: np.ndarray, landmarks: np.ndarray) -> np
 def compose_lower_face(image: np.ndarray, image_landmarks: np.ndarray, targets: np.ndarray, drawn: np.ndarray,
                        drawn_to_image: np.ndarray) -> np.ndarray:
     """uint8 images [N,H,W,3]: `image` (uint8 [H,W,3], any size; its landmarks [68,2]) moved onto each of `targets`
-    [N,68,2] (its pixels), the jaw line with the head only, and the inside of each moved mouth taken from `drawn`
+    [N,68,2] (its pixels), the jaw line with the head and the lower lip (`with_jaw_on_the_lips`), and the inside of
+    each moved mouth taken from `drawn`
     (uint8 [N,s,s,3], mapped into the image by the 2x3 `drawn_to_image`) except where it still shows the image's own
     open mouth."""
     height, width = image.shape[:2]
-    held = with_still_jaw(image_landmarks, targets)
+    image_landmarks = np.asarray(image_landmarks, np.float64)
+    held = with_jaw_on_the_lips(image_landmarks, targets)
     inside = mouth_masks(targets, (height, width))
-    own = own_mouth_mask(np.asarray(image_landmarks, np.float64), (height, width))
+    own = own_mouth_mask(image_landmarks, (height, width))
     composed = np.empty((len(targets), height, width, 3), np.uint8)
-    maps = warp_maps(image_landmarks, held, (height, width))
+    ring = _neck_ring(image_landmarks)  # held still with the head: the chin moves, the neck below it does not
+    rings = np.stack([apply_affine(ring, fit_similarity(image_landmarks[list(STABLE_POINTS)], target[list(STABLE_POINTS)]))
+                      for target in held])
+    maps = warp_maps(np.concatenate([image_landmarks, ring]), np.concatenate([held, rings], axis=1), (height, width))
     for out, where, drawn_crop, mouth in zip(composed, maps, drawn, inside):
         warped = remap(image, where).astype(np.float32)
         drawn_here = cv2.warpAffine(drawn_crop, drawn_to_image, (width, height), flags=cv2.INTER_CUBIC,

@@ -8,9 +8,9 @@ crop, moved with the head, with the lower face masked out), the identity referen
 and the landmark coordinates (cross-attention). All frames start from one shared noise; each generated
 lower face takes the skin colour of the portrait's (a colour transfer over the lower face's skin). By default
 (`lower_face="warped"`) the portrait's own lower face, moved onto each frame's landmarks by a thin-plate spline
-(the jaw line only with the head), replaces L2V's everywhere but inside the mouth; `"drawn"` keeps L2V's whole
-lower face, as in the paper. The lower face is pasted back into the full portrait with a soft mask, so the video
-keeps the portrait's size, background and sharpness. Frames are made batch by batch and streamed to the file.
+(the jaw line with the head and the lower lip), replaces L2V's everywhere but inside the mouth, at the portrait's own
+resolution; `"drawn"` keeps L2V's whole lower face, as in the paper. The lower face is pasted back into the full
+portrait with a soft mask, so the video keeps the portrait's size, background and sharpness. Frames are made batch by batch and streamed to the file.
 """
 
 import os
@@ -264,8 +264,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                    lower_face: str = DEFAULT_LOWER_FACE) -> np.ndarray:
         """uint8 face crops [N,S,S,3]: `denoise_frames` from the identity crop (uint8 [S,S,3], its landmarks
         [68,2]), the skin colour of each drawn lower face matched to the identity crop's; with `lower_face`
-        "warped", the identity crop moved onto `landmarks` (its jaw line only with the head) everywhere but inside
-        the mouth."""
+        "warped", the identity crop moved onto `landmarks` (its jaw line with the head and the lower lip) everywhere
+        but inside the mouth."""
         check_lower_face(lower_face)
         identity = masked_images(identity_crop[None], None)
         crops = to_uint8(self.denoise_frames(landmarks, pose_references, identity, initial_noise, num_inference_steps,
