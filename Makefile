@@ -34,8 +34,10 @@ demo-landmark: $(VENV)/.installed-face
 app: $(VENV)/.installed-app
 	HF_HUB_OFFLINE=1 $(BIN)/talking-head app
 
-# The whole suite; the 10 slowest tests are listed at the end.
+# The whole suite; the 10 slowest tests are listed at the end. `pip check` first: the dev extra brings mediapipe, whose
+# opencv-contrib-python shares the cv2 module with the project's opencv-python-headless.
 test: $(VENV)/.installed-dev
+	$(BIN)/pip check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --durations=10
 
 clean:
