@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # How the bundled landmark pipeline (pretrained/landmark-diffusion) was made, step by step, with the project's
 # own commands. Each training step resumes from its checkpoint when run again. Needs ../shared/media and
-# ../shared/weights/taef2.
+# ../shared/weights/taef2 and whisper-base-encoder.
 set -euo pipefail
 MEDIA=${MEDIA:-../shared/media}
 TAEF2=${TAEF2:-../shared/weights/taef2}
+WHISPER=${WHISPER:-../shared/weights/whisper-base-encoder}
 WORK=${WORK:-runs/default-landmark}
 
 # The pretrained frame autoencoder (TAEF2, MIT): f=8, a 32-channel latent.
@@ -37,14 +38,16 @@ talking-head prepare --video "${HELD_OUT[@]/#/$MEDIA/}" --out "$WORK/heldout" "$
 talking-head prepare --video $(ls "$MEDIA"/long/grid_s1/*.mp4 | awk 'NR % 4 == 1') --out "$WORK/grid" "${PREPARE[@]}"
 
 # On 2 shared CPU cores: L2V (2 threads) in TAEF2's latent at 128x128, every second frame, beside A2L (1 thread).
-OMP_NUM_THREADS=1 talking-head train a2l --data "$WORK/train" "$WORK/grid" --out "$WORK/a2l" --preset small \
+# A2L hears speech through the audio encoder of Whisper base (MIT): the mean of its layers' hidden states.
+A2L=(--preset small --features whisper --speech-model "$WHISPER" --feature-layers mean)
+OMP_NUM_THREADS=1 talking-head train a2l --data "$WORK/train" "$WORK/grid" --out "$WORK/a2l" "${A2L[@]}" \
     --lr 1e-3 --weight-decay 0.05 --max-steps 6000 --validate-every 500 --sample-every 2000 &
 OMP_NUM_THREADS=2 talking-head train l2v --data "$WORK/train" --out "$WORK/l2v" --autoencoder "$WORK/taef2" \
     --resolution 128 --preset medium --frame-stride 2 --lr 3e-4 --batch-size 16 --max-minutes 75 \
     --validate-every 500 --sample-every 1000
 wait
 # A2L resumes at its last step and joins L2V into one pipeline.
-talking-head train a2l --data "$WORK/train" "$WORK/grid" --out "$WORK/a2l" --preset small --max-steps 6000 \
+talking-head train a2l --data "$WORK/train" "$WORK/grid" --out "$WORK/a2l" "${A2L[@]}" --max-steps 6000 \
     --l2v "$WORK/l2v/model"
 talking-head evaluate --pipeline landmark --data "$WORK/heldout" --model "$WORK/a2l/model" --steps 25 --sampler ddim \
     -o "$WORK/evaluation.json"
