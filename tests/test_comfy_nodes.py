@@ -183,7 +183,7 @@ def test_a_loader_downloads_a_hub_repo_into_the_models_folder_when_it_runs(local
 
 
 @pytest.mark.parametrize("hub_repo_id, message", [
-    ("someone/missing", "cannot download someone/missing"),
+    ("someone/missing", "the model someone/missing is not in the local Hugging Face cache"),
     ("/no/such/folder", "model folder not found"),
 ])
 def test_a_loader_that_cannot_get_its_model_says_why(hub_repo_id, message):
