@@ -112,11 +112,12 @@ def _mask_shape(shape: int | tuple[int, int]) -> tuple[int, int]:
     return (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
 
 
-def mouth_masks(landmarks: np.ndarray, shape: int | tuple[int, int]) -> np.ndarray:
+def mouth_masks(landmarks: np.ndarray, shape: int | tuple[int, int], step: int | None = None) -> np.ndarray:
     """Soft masks [N,H,W] in 0..1 of the inside of each mouth (the inner-lip polygon of landmarks [N,68,2], grown
-    and softened by about one pixel per 128 of the image's size; `shape` is the size of a square or (H, W))."""
+    and softened by `step` pixels: by default about one per 128 of the image's size, which for a face crop is one per
+    128 of the face; `shape` is the size of a square or (H, W))."""
     height, width = _mask_shape(shape)
-    step = max(1, round(max(height, width) / 128))
+    step = step or max(1, round(max(height, width) / 128))
     kernel = np.ones((2 * step + 1, 2 * step + 1), np.uint8)
     masks = np.zeros((len(landmarks), height, width), np.float32)
     for mask, points in zip(masks, np.asarray(landmarks)):
@@ -134,14 +135,14 @@ def _neck_ring(landmarks: np.ndarray) -> np.ndarray:
     return centre + (jaw - centre) * (1 + _NECK_RING)
 
 
-def own_mouth_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def own_mouth_mask(landmarks: np.ndarray, shape: tuple[int, int], step: int | None = None) -> np.ndarray:
     """Soft mask [H,W] of what a face's open mouth shows (its teeth, say): the inner-lip polygon of `landmarks` [68,2]
-    shrunk by about a pixel per 128 and softened; empty when the lips are (nearly) closed."""
+    shrunk and softened by `step` pixels (as in `mouth_masks`); empty when the lips are (nearly) closed."""
     upper, lower = list(INNER_LIP_UPPER), list(INNER_LIP_LOWER)
     eyes = np.linalg.norm(landmarks[list(LEFT_EYE)].mean(0) - landmarks[list(RIGHT_EYE)].mean(0))
     if np.linalg.norm(landmarks[lower] - landmarks[upper], axis=1).mean() < _OPEN_MOUTH * eyes:
         return np.zeros(shape, np.float32)
-    step = max(1, round(max(shape) / 128))
+    step = step or max(1, round(max(shape) / 128))
     polygon = cv2.fillPoly(np.zeros(shape, np.uint8), [np.round(landmarks[list(INNER_LIPS)]).astype(np.int32)], 1)
     shrunk = cv2.erode(polygon, np.ones((2 * step + 1, 2 * step + 1), np.uint8)).astype(np.float32)
     return cv2.GaussianBlur(shrunk, (0, 0), step)
@@ -164,8 +165,10 @@ def compose_lower_face(image: np.ndarray, image_landmarks: np.ndarray, targets: 
     height, width = image.shape[:2]
     image_landmarks = np.asarray(image_landmarks, np.float64)
     held = with_jaw_on_the_lips(image_landmarks, targets)
-    inside = mouth_masks(targets, (height, width))
-    own = own_mouth_mask(image_landmarks, (height, width))
+    # the masks grow by about a pixel per 128 of the face crop, however large the image around the face is
+    step = max(1, round(np.hypot(*drawn_to_image[0, :2]) * drawn.shape[2] / 128))
+    inside = mouth_masks(targets, (height, width), step)
+    own = own_mouth_mask(image_landmarks, (height, width), step)
     composed = np.empty((len(targets), height, width, 3), np.uint8)
     ring = _neck_ring(image_landmarks)  # held still with the head: the chin moves, the neck below it does not
     rings = np.stack([apply_affine(ring, fit_similarity(image_landmarks[list(STABLE_POINTS)], target[list(STABLE_POINTS)]))
