@@ -117,6 +117,15 @@ def framing_alignment(generated_path: Path, real_path: Path, fps: float, landmar
     return fit_similarity(real_points[both][:, stable].reshape(-1, 2), generated_points[both][:, stable].reshape(-1, 2))
 
 
+PIXELS_PER_BATCH = 2_000_000  # frames measured together: 30 frames at 256x256, one at 1920x1080
+
+
+def _frames_per_batch(generated_facts: dict, real_facts: dict) -> int:
+    """How many frames of a pair to measure at once, so that memory stays within bounds at any frame size."""
+    largest = max(facts["width"] * facts["height"] for facts in (generated_facts, real_facts))
+    return max(1, min(32, PIXELS_PER_BATCH // largest))
+
+
 class _PairMeasure:
     """Running sums over one pair of videos, fed a batch of aligned frames at a time."""
 
@@ -300,12 +309,14 @@ def evaluate_videos(generated: list[str | Path], real: list[str | Path], metrics
         if (real_facts["width"], real_facts["height"]) != (generated_facts["width"], generated_facts["height"]):
             alignment = framing_alignment(generated_path, real_path, fps, landmarker or get_landmarker(landmark_backend))
         measure = _PairMeasure(metrics, networks, landmarker, alignment)
+        batch = _frames_per_batch(generated_facts, real_facts)
         if real_facts["num_frames"] > 1:
-            real_batches = read_video_frames(real_path, fps=fps)
+            real_batches = read_video_frames(real_path, fps=fps, batch=batch)
         else:  # a still photo: the portrait the video was made from, compared with every frame
             photo = next(read_video_frames(real_path))[:1]
-            real_batches = (np.repeat(photo, len(batch), axis=0) for batch in read_video_frames(generated_path))
-        for generated_batch, real_batch in zip(read_video_frames(generated_path), real_batches):
+            real_batches = (np.repeat(photo, len(frames), axis=0)
+                            for frames in read_video_frames(generated_path, batch=batch))
+        for generated_batch, real_batch in zip(read_video_frames(generated_path, batch=batch), real_batches):
             count = min(len(generated_batch), len(real_batch))
             measure.add(generated_batch[:count], real_batch[:count])
         real_waveform = waveform = None

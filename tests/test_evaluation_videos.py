@@ -210,3 +210,16 @@ def test_a_real_video_without_sound_or_a_report_path_in_no_folder_is_refused_bef
         status = main(["evaluate", "--generated", str(videos["real"]), "--real", str(videos["real"]), "--metrics",
                        "psnr", option, str(tmp_path / "missing" / "report")])
         assert status == 2 and "cannot write the report" in capsys.readouterr().err
+
+
+def test_frames_measured_one_at_a_time_give_the_same_figures_as_a_batch(videos, monkeypatch):
+    """Large frames are measured a few at a time so that memory stays bounded (a 1920x1080 pair in batches of 32 took
+    20 GB for SSIM alone); the figures must not depend on how many frames go together."""
+    import talking_head.evaluation.videos as evaluation_videos
+
+    pair = {"generated": [videos["blurred"]], "real": [videos["real"]], "metrics": ["psnr", "ssim", "pixel_mse"]}
+    batched = evaluate_videos(**pair)["mean"]
+    monkeypatch.setattr(evaluation_videos, "PIXELS_PER_BATCH", 1)
+    one_at_a_time = evaluate_videos(**pair)["mean"]
+    for name in ("psnr", "ssim", "pixel_mse", "pixel_mse_real"):
+        assert one_at_a_time[name] == pytest.approx(batched[name], rel=1e-5), name
