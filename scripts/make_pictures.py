@@ -1,12 +1,15 @@
 """The pictures the project shows: each shipped workflow's thumbnail (workflows/NAME.jpg, what ComfyUI's template
 browser shows beside NAME.json) and the README's strip (docs/strip.jpg), all made from the outputs of the bundled
-models on the workflows' own inputs (assets/: JFK's speech, the NASA portrait, the address video).
+models on the workflows' own inputs (assets/: JFK's speech, the NASA portrait, the address video). The avatar
+workflow's thumbnail comes from an avatar trained on its footage, given with --avatar:
 
-    python scripts/make_pictures.py
+    talking-head train avatar --video assets/grid_s1_footage.mp4 --out grid-s1-avatar
+    python scripts/make_pictures.py --avatar grid-s1-avatar
 
 Frames are taken at evenly spaced times, not chosen.
 """
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -24,8 +27,8 @@ ASSETS = ROOT / "assets"
 THUMBNAIL_SIDE, STRIP_SIDE, STRIP_FRAMES = 256, 160, 6
 
 
-def outputs(folder: Path) -> dict[str, Path]:
-    """Each workflow's video, made with the bundled models and the library's default settings."""
+def outputs(folder: Path, avatar: Path | None) -> dict[str, Path]:
+    """Each workflow's video, made with the bundled models (and the avatar, if given) and the library's defaults."""
     speech = ASSETS / "jfk.flac"
     dae = DAETalkerPipeline.from_pretrained(BUNDLED_MODELS[DAE_TALKER])
     landmark = LandmarkDiffusionPipeline.from_pretrained(BUNDLED_MODELS[LANDMARK_DIFFUSION])
@@ -33,6 +36,10 @@ def outputs(folder: Path) -> dict[str, Path]:
     jobs.run(jobs.dae_talker_video(dae, speech, videos["dae_talker"], output_size=256))
     jobs.run(jobs.landmark_video(landmark, speech, ASSETS / "astronaut.jpg", videos["landmark_diffusion"]))
     jobs.run(jobs.dub_video(landmark, speech, ASSETS / "obama_head_motion.mp4", videos["dubbing"]))
+    if avatar is not None:
+        videos["avatar"] = folder / "avatar.mp4"
+        jobs.run(jobs.dae_talker_video(DAETalkerPipeline.from_pretrained(avatar), speech, videos["avatar"],
+                                       output_size=256))
     return videos
 
 
@@ -53,14 +60,18 @@ def grid(images: list[Image.Image], columns: int) -> Image.Image:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Make the workflows' thumbnails and the README's strip.")
+    parser.add_argument("--avatar", type=Path, help="an avatar trained on assets/grid_s1_footage.mp4, for the avatar "
+                        "workflow's thumbnail (it is not in the strip)")
+    avatar = parser.parse_args().avatar
     with tempfile.TemporaryDirectory() as folder:
-        videos = outputs(Path(folder))
+        videos = outputs(Path(folder), avatar)
         for name, video in videos.items():
             path = ROOT / "workflows" / f"{name}.jpg"
             grid(evenly_spaced(video, 4, THUMBNAIL_SIDE), 2).save(path, quality=88)
             print(f"wrote {path.relative_to(ROOT)}")
-        strip = grid([frame for video in videos.values() for frame in evenly_spaced(video, STRIP_FRAMES, STRIP_SIDE)],
-                     STRIP_FRAMES)
+        strip = grid([frame for name, video in videos.items() if name != "avatar"
+                      for frame in evenly_spaced(video, STRIP_FRAMES, STRIP_SIDE)], STRIP_FRAMES)
         strip.save(ROOT / "docs" / "strip.jpg", quality=88)
         print("wrote docs/strip.jpg")
 
