@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # How the bundled landmark pipeline (pretrained/landmark-diffusion) was made, step by step, with the project's
 # own commands. Each training step resumes from its checkpoint when run again. Needs ../shared/media and
-# ../shared/weights/taef2 and whisper-base-encoder.
+# ../shared/weights/taef2, whisper-base-encoder and mediapipe-face-landmarker.
 set -euo pipefail
 MEDIA=${MEDIA:-../shared/media}
 TAEF2=${TAEF2:-../shared/weights/taef2}
 WHISPER=${WHISPER:-../shared/weights/whisper-base-encoder}
+MEDIAPIPE_MODEL=${MEDIAPIPE_MODEL:-../shared/weights/mediapipe-face-landmarker/face_landmarker.task}
 WORK=${WORK:-runs/default-landmark}
 
 # The pretrained frame autoencoder (TAEF2, MIT): f=8, a 32-channel latent.
@@ -49,7 +50,10 @@ wait
 # A2L resumes at its last step and joins L2V into one pipeline.
 talking-head train a2l --data "$WORK/train" "$WORK/grid" --out "$WORK/a2l" "${A2L[@]}" --max-steps 6000 \
     --l2v "$WORK/l2v/model"
+# MediaPipe's face mesh is the second judge of the mouth (the mediapipe extra and its face_landmarker.task).
 talking-head evaluate --pipeline landmark --data "$WORK/heldout" --model "$WORK/a2l/model" --steps 25 --sampler ddim \
+    --size 128 --mediapipe-model "$MEDIAPIPE_MODEL" \
     -o "$WORK/evaluation.json"
 python scripts/bundle_model.py landmark "$WORK/a2l/model" "$WORK/evaluation.json" pretrained/landmark-diffusion \
     scripts/landmark_card_notes.md
+python scripts/mouth_before_after.py "$WORK/heldout" pretrained/landmark-diffusion/mouth_before_after.jpg --size 256
