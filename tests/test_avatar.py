@@ -92,10 +92,12 @@ def test_an_avatar_stopped_in_the_middle_resumes_and_gives_a_model_with_its_held
     ffmpeg("-i", GRID_FOOTAGE, "-t", "12", "-c:v", "libx264", "-c:a", "aac", tmp_path / "me.mp4")
     monkeypatch.setattr(avatar, "MIN_SPEECH_SECONDS", 5.0)
     recipe = AvatarRecipe(resolution=64, speech2latent_preset="tiny", checkpoint_minutes=10.0)
-    stages = []
+    stages, latents_when_training_starts = [], []
 
     def stop_half_way_through_the_dae(progress):
         stages.append(progress.stage)
+        if progress.stage == "dae" and not latents_when_training_starts:
+            latents_when_training_starts.append(list((tmp_path / "me.work" / "footage").rglob("latents-frames-*.npy")))
         if progress.stage == "dae" and progress.fraction > 0.5:
             raise KeyboardInterrupt
 
@@ -105,6 +107,8 @@ def test_an_avatar_stopped_in_the_middle_resumes_and_gives_a_model_with_its_held
     work = tmp_path / "me.work"
     stopped_at = json.loads((work / "dae" / "checkpoint" / "state.json").read_text())["step"]
     assert stopped_at > 0 and not (tmp_path / "me").exists()
+    # the footage was encoded into the latent while preparing, so that time came off the budget before it was split
+    assert latents_when_training_starts[0]
     with pytest.raises(TalkingHeadError, match="already holds an avatar run; pass --resume"):
         train_avatar([tmp_path / "me.mp4"], tmp_path / "me", minutes=0.6, recipe=recipe, base_model=tiny_base)
 

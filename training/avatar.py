@@ -249,14 +249,24 @@ class _AvatarRun:
         return self.work / "footage"
 
     def _prepare(self) -> int:
-        """Prepare the footage; returns the number of held-back frames."""
+        """Prepare the footage and encode its frames into the base model's latent (so that this time, which grows
+        with the footage, is taken off the budget before it is split); returns the number of held-back frames."""
         from ..data.dataset import TalkingHeadDataset
         from ..data.prepare import prepare_dataset
+        from .dae_task import clip_raw_latents
+        from .latent_cache import module_fingerprint
 
         prepare_dataset(self.videos, self.dataset_dir, resolution=self.recipe.resolution,
                         val_fraction=self.recipe.held_back_fraction, crop_scale=self.recipe.crop_scale,
                         overwrite=True, progress=False)
-        return sum(clip.val_range[1] - clip.val_range[0] for clip in TalkingHeadDataset(self.dataset_dir).clips)
+        dataset = TalkingHeadDataset(self.dataset_dir)
+        vae = DAETalkerPipeline.from_pretrained(self.base_model).vae
+        if vae is not None:  # a base model in pixel space has no latent to encode
+            vae = vae.to(default_device())
+            fingerprint = module_fingerprint(vae)
+            for clip in dataset.clips:
+                clip_raw_latents(dataset, clip, self.recipe.resolution, vae, fingerprint)
+        return sum(clip.val_range[1] - clip.val_range[0] for clip in dataset.clips)
 
     def _seconds_left(self, stage: str, trained_seconds: float) -> float:
         plan = self.state["plan"]

@@ -62,6 +62,13 @@ def mouth_shapes(landmarks: torch.Tensor) -> torch.Tensor:
     return ((lips - lips.mean(dim=1, keepdim=True)) / eyes[:, None, None]).flatten(1)
 
 
+def clip_raw_latents(dataset, clip, image_size: int, vae, fingerprint: str) -> torch.Tensor:
+    """Raw latents [N,C,h,w] of all of a clip's frames at `image_size` through the frame autoencoder `vae` (whose
+    `module_fingerprint` is `fingerprint`), encoded once and cached beside the clip."""
+    return cached_raw_latents(clip, "frames", image_size, 1, vae, fingerprint,
+                              lambda: dataset.iter_clip_frames(clip, "all", image_size))
+
+
 class DAETask:
     """Denoising loss of the decoder conditioned on the encoder's z_sem of the same frame."""
 
@@ -137,8 +144,7 @@ class DAETask:
             start, stop = clip.frame_range(split)
             if stop <= start:
                 continue
-            raw = cached_raw_latents(clip, "frames", self.image_size, 1, self.vae, self.autoencoder_fingerprint,
-                                     lambda clip=clip: self.dataset.iter_clip_frames(clip, "all", self.image_size))
+            raw = clip_raw_latents(self.dataset, clip, self.image_size, self.vae, self.autoencoder_fingerprint)
             latents.append(raw[start:stop])
         return torch.cat(latents) if latents else torch.zeros(0)
 
