@@ -96,15 +96,15 @@ def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def with_jaw_on_the_lips(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """`targets` [N,68,2] with the jaw line moved with the head (`with_still_jaw`) and, on top, by the lower lip's own
+    """`targets` [N,68,2] with the jaw line moved with the head (as `with_still_jaw` moves it) and, on top, by the lower lip's own
     motion (its middle point's, the head taken out): fully under the lip, less towards the cheeks. The chin drops as
     the mouth opens, whatever the targets' own jaw points did."""
     stable, jaw = list(STABLE_POINTS), list(CHIN)
-    held = with_still_jaw(landmarks, targets)
-    for points, target in zip(held, np.asarray(targets, np.float64)):
-        head = fit_similarity(landmarks[stable], target[stable])
-        lip_motion = target[LOWER_LIP_MIDDLE] - apply_affine(landmarks[LOWER_LIP_MIDDLE][None], head)[0]
-        points[jaw] += _CHIN_FOLLOWS_LIP[:, None] * lip_motion
+    held = np.array(targets, np.float64)
+    for points in held:
+        head = fit_similarity(landmarks[stable], points[stable])
+        lip_motion = points[LOWER_LIP_MIDDLE] - apply_affine(landmarks[LOWER_LIP_MIDDLE][None], head)[0]
+        points[jaw] = apply_affine(landmarks[jaw], head) + _CHIN_FOLLOWS_LIP[:, None] * lip_motion
     return held
 
 
@@ -112,12 +112,17 @@ def _mask_shape(shape: int | tuple[int, int]) -> tuple[int, int]:
     return (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
 
 
+def _default_step(shape: tuple[int, int]) -> int:
+    """How far the mouth masks grow and soften by default: about a pixel per 128 of the image's size."""
+    return max(1, round(max(shape) / 128))
+
+
 def mouth_masks(landmarks: np.ndarray, shape: int | tuple[int, int], step: int | None = None) -> np.ndarray:
     """Soft masks [N,H,W] in 0..1 of the inside of each mouth (the inner-lip polygon of landmarks [N,68,2], grown
     and softened by `step` pixels: by default about one per 128 of the image's size, which for a face crop is one per
     128 of the face; `shape` is the size of a square or (H, W))."""
     height, width = _mask_shape(shape)
-    step = step or max(1, round(max(height, width) / 128))
+    step = step or _default_step((height, width))
     kernel = np.ones((2 * step + 1, 2 * step + 1), np.uint8)
     masks = np.zeros((len(landmarks), height, width), np.float32)
     for mask, points in zip(masks, np.asarray(landmarks)):
@@ -142,7 +147,7 @@ def own_mouth_mask(landmarks: np.ndarray, shape: tuple[int, int], step: int | No
     eyes = np.linalg.norm(landmarks[list(LEFT_EYE)].mean(0) - landmarks[list(RIGHT_EYE)].mean(0))
     if np.linalg.norm(landmarks[lower] - landmarks[upper], axis=1).mean() < _OPEN_MOUTH * eyes:
         return np.zeros(shape, np.float32)
-    step = step or max(1, round(max(shape) / 128))
+    step = step or _default_step(shape)
     polygon = cv2.fillPoly(np.zeros(shape, np.uint8), [np.round(landmarks[list(INNER_LIPS)]).astype(np.int32)], 1)
     shrunk = cv2.erode(polygon, np.ones((2 * step + 1, 2 * step + 1), np.uint8)).astype(np.float32)
     return cv2.GaussianBlur(shrunk, (0, 0), step)

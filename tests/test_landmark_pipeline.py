@@ -371,7 +371,7 @@ def test_an_f4_vq_autoencoder_can_stand_in_for_the_kl_one(tiny, face, tmp_path):
     loaded = LandmarkDiffusionPipeline.from_pretrained(tmp_path)
     assert isinstance(loaded.vae, VQModel)
     landmarks = face.crop_landmarks[None]
-    identity = torch.from_numpy(face.crop[None].copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
+    identity = to_model_range(face.crop[None])
     frames = loaded.denoise_frames(landmarks, loaded.pose_references(face, landmarks, loaded.still_head(1)), identity,
                                    loaded.initial_noise(0), num_inference_steps=2)
     assert frames.shape == (1, 3, 32, 32) and torch.isfinite(frames).all()
