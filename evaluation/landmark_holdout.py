@@ -42,7 +42,7 @@ from .metrics import best_lag, landmark_errors, loudness_per_frame, psnr, ssim
 DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
 
-def _frames(pipeline, landmarks: np.ndarray, real: np.ndarray, noise, steps, sampler, batch_size,
+def crops_from_landmarks(pipeline, landmarks: np.ndarray, real: np.ndarray, noise, steps, sampler, batch_size,
             lower_face) -> np.ndarray:
     """The pipeline's face crops at the size of the real crops (uint8 [N,S,S,3]) for `landmarks` [N,68,2] (in their
     pixels), made as the video makes them at the portrait's size: L2V draws at the model's size from the real crops
@@ -50,7 +50,7 @@ def _frames(pipeline, landmarks: np.ndarray, real: np.ndarray, noise, steps, sam
     is then the first crop's own, warped, with L2V's mouth ("warped"), or L2V's enlarged ("drawn")."""
     size, model_size = real.shape[1], pipeline.image_size
     small = resize_frames(real, model_size)
-    small_landmarks = _rescaled(landmarks, size, model_size)
+    small_landmarks = rescaled_landmarks(landmarks, size, model_size)
     drawn = []
     for start in range(0, len(landmarks), batch_size):
         batch = small_landmarks[start:start + batch_size]
@@ -66,7 +66,7 @@ def _frames(pipeline, landmarks: np.ndarray, real: np.ndarray, noise, steps, sam
                      for crop in drawn])
 
 
-def _rescaled(landmarks: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
+def rescaled_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
     """Landmarks in the pixels of a `from_size` crop moved to those of the same crop at `to_size`."""
     return (np.asarray(landmarks, np.float64) + 0.5) * to_size / from_size - 0.5
 
@@ -134,13 +134,13 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         if stop - start < 2:
             continue
         real = to_uint8(dataset.clip_frames(clip, "val", size))
-        real_landmarks = _rescaled(dataset.clip_array(clip, "landmarks", "val").numpy(), dataset.resolution, size)
+        real_landmarks = rescaled_landmarks(dataset.clip_array(clip, "landmarks", "val").numpy(), dataset.resolution, size)
         audio = np.asarray(clip.array("audio"))[round(start / dataset.fps * SAMPLE_RATE):round(stop / dataset.fps * SAMPLE_RATE)]
         features = dataset.clip_features(clip, pipeline.feature_extractor, "val")
         speaker = torch.from_numpy(speaker_embedding(audio))
-        face = _rescaled(real_landmarks[0], size, model_size)  # A2L works in the model's crop
+        face = rescaled_landmarks(real_landmarks[0], size, model_size)  # A2L works in the model's crop
         motion = np.stack([fit_similarity(real_landmarks[0][stable], points[stable]) for points in real_landmarks])
-        predicted = pipeline.move_head(_rescaled(pipeline.audio_to_landmarks(features, speaker, face, motion_scale),
+        predicted = pipeline.move_head(rescaled_landmarks(pipeline.audio_to_landmarks(features, speaker, face, motion_scale),
                                                  model_size, size), motion)
         still = pipeline.move_head(np.repeat(real_landmarks[:1], len(motion), axis=0), motion)
         real_opening = mouth_opening(real_landmarks)
@@ -159,10 +159,10 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         reconstructed = np.concatenate([to_uint8(pipeline.decode_images(pipeline.encode_images(chunk)))
                                         for chunk in small.split(batch_size)])
         figures.update({f"autoencoder_{k}": v for k, v in compare_frames(
-            reconstructed, small, mouth_opening(_rescaled(real_landmarks, size, model_size)), landmarker).items()})
+            reconstructed, small, mouth_opening(rescaled_landmarks(real_landmarks, size, model_size)), landmarker).items()})
         real_images = masked_images(real, None)
         for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
-            generated = _frames(pipeline, landmarks, real, noise, num_inference_steps, sampler, batch_size, lower_face)
+            generated = crops_from_landmarks(pipeline, landmarks, real, noise, num_inference_steps, sampler, batch_size, lower_face)
             figures.update({f"{name}_{k}": v for k, v in
                             compare_frames(generated, real_images, real_opening, landmarker, loudness,
                                            mouth_judge).items()})

@@ -30,8 +30,10 @@ def ssim(images: torch.Tensor, references: torch.Tensor) -> float:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two equally long 1-d signals."""
+    """Pearson correlation of two equally long 1-d signals (NaN for fewer than two values, 0 for a flat signal)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2:
+        return float("nan")
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0

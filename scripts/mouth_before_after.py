@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from talking_head.data.dataset import TalkingHeadDataset
-from talking_head.evaluation.landmark_holdout import _frames, _rescaled
+from talking_head.evaluation.landmark_holdout import crops_from_landmarks, rescaled_landmarks
 from talking_head.faces.landmarks import mouth_opening
 from talking_head.faces.paste import paste_masks
 from talking_head.faces.warp import with_still_jaw
@@ -43,12 +43,12 @@ def main() -> None:
     noise, rows = pipeline.initial_noise(0), []
     for clip in dataset.clips:
         real = to_uint8(dataset.clip_frames(clip, "val", size))
-        landmarks = _rescaled(dataset.clip_array(clip, "landmarks", "val").numpy(), dataset.resolution, size)
+        landmarks = rescaled_landmarks(dataset.clip_array(clip, "landmarks", "val").numpy(), dataset.resolution, size)
         widest = int(np.argmax(mouth_opening(landmarks)))
         picked = [0, widest]  # the first frame is the portrait (the identity reference)
-        after = _frames(pipeline, landmarks[picked], real[picked], noise, STEPS, SAMPLER, 2, "warped")
+        after = crops_from_landmarks(pipeline, landmarks[picked], real[picked], noise, STEPS, SAMPLER, 2, "warped")
         small = resize_frames(real[picked], model_size)
-        before = _frames(pipeline, _rescaled(landmarks[picked], size, model_size), small, noise, STEPS, SAMPLER, 2,
+        before = crops_from_landmarks(pipeline, rescaled_landmarks(landmarks[picked], size, model_size), small, noise, STEPS, SAMPLER, 2,
                          "warped")
         before = np.stack([cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC) for crop in before])
         rows.append([real[widest], pasted(real[picked], before, landmarks[picked])[1],

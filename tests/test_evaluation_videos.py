@@ -157,6 +157,14 @@ def test_unpaired_videos_and_unknown_metrics_are_refused(videos):
         evaluate_videos([videos["real"]], [videos["real"]], metrics=("psnr", "beauty"))
 
 
+def test_a_correlation_of_fewer_than_two_values_is_undefined_and_a_flat_signal_correlates_with_nothing():
+    from talking_head.evaluation.metrics import pearson
+
+    assert np.isnan(pearson([], [])) and np.isnan(pearson([1.0], [2.0]))
+    assert pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0
+    assert pearson([1.0, 2.0, 3.0], [2.0, 4.0, 6.5]) == pytest.approx(np.corrcoef([1, 2, 3], [2, 4, 6.5])[0, 1])
+
+
 def test_landmark_distances_are_scale_free_fractions_of_the_eye_distance():
     from talking_head.evaluation.metrics import landmark_errors
 

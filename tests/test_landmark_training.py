@@ -197,8 +197,6 @@ def test_l2v_continues_from_a_landmark_pipeline_in_its_own_latent(dataset, foota
     assert main(["train", "l2v", "--data", str(dataset.root), "--out", str(tmp_path / "again"), "--init", str(trained),
                  "--resolution", "32", "--preset", "tiny"]) == 2
     assert "keeps its own" in capsys.readouterr().err
-    with pytest.raises(TalkingHeadError, match="works at 32 px"):
-        L2VTask(dataset, init=trained, image_size=64)
     with pytest.raises(TalkingHeadError, match="leave out --autoencoder"):
         L2VTask(dataset, l2v_run.parent / "elsewhere", init=trained, image_size=32)
     with pytest.raises(TalkingHeadError, match="not a landmark pipeline folder"):
@@ -207,6 +205,18 @@ def test_l2v_continues_from_a_landmark_pipeline_in_its_own_latent(dataset, foota
                                                progress=False))
     with pytest.raises(TalkingHeadError, match="--crop-scale 2.0"):
         L2VTask(wider, init=trained, image_size=32)
+
+
+def test_l2v_continues_at_a_larger_size_and_its_record_keeps_the_size_it_started_from(dataset, l2v_run, tmp_path):
+    assert main(["train", "l2v", "--data", str(dataset.root), "--out", str(tmp_path / "run"),
+                 "--init", str(l2v_run / "model"), "--resolution", "64", "--max-steps", "2", "--batch-size", "2"]) == 0
+    larger = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
+    assert larger.image_size == 64 and larger.training_record["l2v"]["image_size"] == 64
+    assert larger.training_record["l2v"]["continued_from"]["resolution"] == 32
+    landmarks = np.random.default_rng(0).uniform(20, 44, (2, 68, 2))
+    frames = larger.denoise_frames(landmarks, torch.zeros(2, 3, 64, 64), torch.zeros(1, 3, 64, 64),
+                                   larger.initial_noise(0), 2)
+    assert frames.shape == (2, 3, 64, 64)  # drawn at the new size from the start
 
 
 def test_datasets_train_together_when_they_match(dataset, footage, tmp_path):

@@ -7,7 +7,8 @@ coordinates. The frozen autoencoder's latents of all of them are computed once p
 its clip folders (see `latent_cache`); every `frame_stride`-th frame is used. A TinyAutoencoder without
 latent statistics gets them measured on the training frames first, so that L2V sees unit-variance latents.
 With `init`, training continues from a landmark pipeline folder's L2V (its UNet, landmark encoder and
-autoencoder), for example to fine-tune the bundled model on more footage or on one's own.
+autoencoder), for example to fine-tune the bundled model on more footage or on one's own, or at a larger size (the
+record keeps the size it was trained at before).
 """
 
 from pathlib import Path
@@ -72,9 +73,9 @@ class L2VTask:
                                                 "in_channels": 4 * self.vae.config.latent_channels,
                                                 "out_channels": self.vae.config.latent_channels})
             self.landmark_encoder = LandmarkEncoder(**LANDMARK_ENCODER_PRESETS[preset])
-        elif self.unet.config.sample_size * factor != image_size:
-            raise TalkingHeadError(f"the L2V in {init} works at {self.unet.config.sample_size * factor} px, "
-                                   f"not {image_size}: train at --resolution {self.unet.config.sample_size * factor}")
+        elif self.unet.config.sample_size * factor != image_size:  # a convolutional UNet: it goes on at a new size
+            self.init_record = {**(self.init_record or {}), "resolution": self.unet.config.sample_size * factor}
+            self.unet.register_to_config(sample_size=image_size // factor)
         self.noise_schedule = DDPMScheduler(**L2V_SCHEDULER_CONFIG)
         clips = [self._clip_latents(clip) for clip in dataset.clips]
         if not any(clip["train"].any() for clip in clips):
