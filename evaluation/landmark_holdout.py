@@ -43,7 +43,7 @@ DEFAULTS = DEFAULT_SETTINGS["landmark"]
 
 
 def crops_from_landmarks(pipeline, landmarks: np.ndarray, real: np.ndarray, noise, steps, sampler, batch_size,
-            lower_face) -> np.ndarray:
+                         lower_face) -> np.ndarray:
     """The pipeline's face crops at the size of the real crops (uint8 [N,S,S,3]) for `landmarks` [N,68,2] (in their
     pixels), made as the video makes them at the portrait's size: L2V draws at the model's size from the real crops
     shrunk to it (the first the identity, the others with the lower face blanked the pose references); the lower face
@@ -134,14 +134,15 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         if stop - start < 2:
             continue
         real = to_uint8(dataset.clip_frames(clip, "val", size))
-        real_landmarks = rescaled_landmarks(dataset.clip_array(clip, "landmarks", "val").numpy(), dataset.resolution, size)
+        real_landmarks = rescaled_landmarks(dataset.clip_array(clip, "landmarks", "val").numpy(), dataset.resolution,
+                                            size)
         audio = np.asarray(clip.array("audio"))[round(start / dataset.fps * SAMPLE_RATE):round(stop / dataset.fps * SAMPLE_RATE)]
         features = dataset.clip_features(clip, pipeline.feature_extractor, "val")
         speaker = torch.from_numpy(speaker_embedding(audio))
         face = rescaled_landmarks(real_landmarks[0], size, model_size)  # A2L works in the model's crop
         motion = np.stack([fit_similarity(real_landmarks[0][stable], points[stable]) for points in real_landmarks])
-        predicted = pipeline.move_head(rescaled_landmarks(pipeline.audio_to_landmarks(features, speaker, face, motion_scale),
-                                                 model_size, size), motion)
+        spoken = pipeline.audio_to_landmarks(features, speaker, face, motion_scale)
+        predicted = pipeline.move_head(rescaled_landmarks(spoken, model_size, size), motion)
         still = pipeline.move_head(np.repeat(real_landmarks[:1], len(motion), axis=0), motion)
         real_opening = mouth_opening(real_landmarks)
         loudness = loudness_per_frame(audio, SAMPLE_RATE, dataset.fps, len(real))
@@ -159,10 +160,12 @@ def evaluate_landmark_pipeline(pipeline, dataset: TalkingHeadDataset, *,
         reconstructed = np.concatenate([to_uint8(pipeline.decode_images(pipeline.encode_images(chunk)))
                                         for chunk in small.split(batch_size)])
         figures.update({f"autoencoder_{k}": v for k, v in compare_frames(
-            reconstructed, small, mouth_opening(rescaled_landmarks(real_landmarks, size, model_size)), landmarker).items()})
+            reconstructed, small, mouth_opening(rescaled_landmarks(real_landmarks, size, model_size)),
+            landmarker).items()})
         real_images = masked_images(real, None)
         for name, landmarks in (("l2v_real_landmarks", real_landmarks), ("speech", predicted)):
-            generated = crops_from_landmarks(pipeline, landmarks, real, noise, num_inference_steps, sampler, batch_size, lower_face)
+            generated = crops_from_landmarks(pipeline, landmarks, real, noise, num_inference_steps, sampler, batch_size,
+                                             lower_face)
             figures.update({f"{name}_{k}": v for k, v in
                             compare_frames(generated, real_images, real_opening, landmarker, loudness,
                                            mouth_judge).items()})

@@ -48,8 +48,8 @@ def main() -> None:
         picked = [0, widest]  # the first frame is the portrait (the identity reference)
         after = crops_from_landmarks(pipeline, landmarks[picked], real[picked], noise, STEPS, SAMPLER, 2, "warped")
         small = resize_frames(real[picked], model_size)
-        before = crops_from_landmarks(pipeline, rescaled_landmarks(landmarks[picked], size, model_size), small, noise, STEPS, SAMPLER, 2,
-                         "warped")
+        before = crops_from_landmarks(pipeline, rescaled_landmarks(landmarks[picked], size, model_size), small, noise,
+                                      STEPS, SAMPLER, 2, "warped")
         before = np.stack([cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC) for crop in before])
         rows.append([real[widest], pasted(real[picked], before, landmarks[picked])[1],
                      pasted(real[picked], after, landmarks[picked])[1]])
