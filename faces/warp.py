@@ -85,27 +85,30 @@ def warp_to_landmarks(image: np.ndarray, landmarks: np.ndarray, targets: np.ndar
     return np.stack([remap(image, where) for where in warp_maps(landmarks, targets, image.shape[:2])])
 
 
-def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """`targets` [N,68,2] with the jaw line's points put where the face's own (`landmarks` [68,2]) go when moved
-    with the head (the similarity that best puts its nose and eye corners onto each target's)."""
-    stable, jaw = list(STABLE_POINTS), list(CHIN)
-    held = np.array(targets, np.float64)
-    for points in held:
-        points[jaw] = apply_affine(landmarks[jaw], fit_similarity(landmarks[stable], points[stable]))
-    return held
-
-
-def with_jaw_on_the_lips(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """`targets` [N,68,2] with the jaw line moved with the head (as `with_still_jaw` moves it) and, on top, by the lower lip's own
-    motion (its middle point's, the head taken out): fully under the lip, less towards the cheeks. The chin drops as
-    the mouth opens, whatever the targets' own jaw points did."""
+def _moved_jaw(landmarks: np.ndarray, targets: np.ndarray, lip_share: np.ndarray) -> np.ndarray:
+    """`targets` [N,68,2] with the jaw line's points put where the face's own (`landmarks` [68,2]) go when moved with
+    the head, plus `lip_share` (one weight per jaw point) of the lower lip's own motion (its middle point's, the head
+    taken out)."""
     stable, jaw = list(STABLE_POINTS), list(CHIN)
     held = np.array(targets, np.float64)
     for points in held:
         head = fit_similarity(landmarks[stable], points[stable])
         lip_motion = points[LOWER_LIP_MIDDLE] - apply_affine(landmarks[LOWER_LIP_MIDDLE][None], head)[0]
-        points[jaw] = apply_affine(landmarks[jaw], head) + _CHIN_FOLLOWS_LIP[:, None] * lip_motion
+        points[jaw] = apply_affine(landmarks[jaw], head) + lip_share[:, None] * lip_motion
     return held
+
+
+def with_still_jaw(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`targets` [N,68,2] with the jaw line's points put where the face's own (`landmarks` [68,2]) go when moved
+    with the head (the similarity that best puts its nose and eye corners onto each target's)."""
+    return _moved_jaw(landmarks, targets, np.zeros(len(CHIN)))
+
+
+def with_jaw_on_the_lips(landmarks: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`targets` [N,68,2] with the jaw line moved with the head (as `with_still_jaw` moves it) and, on top, by the
+    lower lip's own motion: fully under the lip, less towards the cheeks. The chin drops as the mouth opens, whatever
+    the targets' own jaw points did."""
+    return _moved_jaw(landmarks, targets, _CHIN_FOLLOWS_LIP)
 
 
 def _mask_shape(shape: int | tuple[int, int]) -> tuple[int, int]:

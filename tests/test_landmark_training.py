@@ -212,7 +212,7 @@ def test_l2v_continues_at_a_larger_size_and_its_record_keeps_the_size_it_started
                  "--init", str(l2v_run / "model"), "--resolution", "64", "--max-steps", "2", "--batch-size", "2"]) == 0
     larger = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
     assert larger.image_size == 64 and larger.training_record["l2v"]["image_size"] == 64
-    assert larger.training_record["l2v"]["continued_from"]["resolution"] == 32
+    assert larger.training_record["l2v"]["continued_from"]["image_size"] == 32
     landmarks = np.random.default_rng(0).uniform(20, 44, (2, 68, 2))
     frames = larger.denoise_frames(landmarks, torch.zeros(2, 3, 64, 64), torch.zeros(1, 3, 64, 64),
                                    larger.initial_noise(0), 2)

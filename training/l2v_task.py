@@ -8,7 +8,7 @@ its clip folders (see `latent_cache`); every `frame_stride`-th frame is used. A 
 latent statistics gets them measured on the training frames first, so that L2V sees unit-variance latents.
 With `init`, training continues from a landmark pipeline folder's L2V (its UNet, landmark encoder and
 autoencoder), for example to fine-tune the bundled model on more footage or on one's own, or at a larger size (the
-record keeps the size it was trained at before).
+record it continued, kept in the new one, holds the size it was trained at).
 """
 
 from pathlib import Path
@@ -74,7 +74,6 @@ class L2VTask:
                                                 "out_channels": self.vae.config.latent_channels})
             self.landmark_encoder = LandmarkEncoder(**LANDMARK_ENCODER_PRESETS[preset])
         elif self.unet.config.sample_size * factor != image_size:  # a convolutional UNet: it goes on at a new size
-            self.init_record = {**(self.init_record or {}), "resolution": self.unet.config.sample_size * factor}
             self.unet.register_to_config(sample_size=image_size // factor)
         self.noise_schedule = DDPMScheduler(**L2V_SCHEDULER_CONFIG)
         clips = [self._clip_latents(clip) for clip in dataset.clips]
