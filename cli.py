@@ -227,6 +227,13 @@ def _train(args) -> None:
 
         task = A2LTask(dataset, front_end=_front_end(args, dataset), preset=args.preset or "small",
                        window_frames=args.window, l2v=args.l2v, mouth_opening_weight=args.mouth_opening_weight)
+    elif args.model == "mouth-refiner":
+        from .training.mouth_refiner_task import MouthRefinerTask
+
+        if not args.l2v:
+            raise TalkingHeadError("train mouth-refiner needs --l2v, the landmark pipeline folder whose L2V drawings "
+                                   "it learns to redraw (the trained refiner joins it)")
+        task = MouthRefinerTask(dataset, args.l2v, frames_per_clip=args.frames_per_clip)
     else:
         from .training.speech2latent_task import Speech2LatentTask
 
@@ -469,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(run=_prepare)
 
     train = commands.add_parser("train", help="train a model on a prepared dataset, or an avatar from your footage")
-    train.add_argument("model", choices=["avatar", "autoencoder", "dae", "speech2latent", "a2l", "l2v"],
+    train.add_argument("model", choices=["avatar", "autoencoder", "dae", "speech2latent", "a2l", "l2v",
+                                        "mouth-refiner"],
                        help="avatar: a whole DAE-Talker from --video in one step; the others: one stage on --data")
     train.add_argument("--data", nargs="+", help="dataset folders from `talking-head prepare` (several train together)")
     train.add_argument("--video", nargs="+", help="footage of one person speaking, minutes of it (avatar)")
@@ -503,7 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weight of a loss on the mouth opening (the inner lips' gap) beside the landmark "
                             "error (a2l)")
     train.add_argument("--dae", help="pipeline folder of the trained DAE (speech2latent)")
-    train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported a2l joins it (a2l)")
+    train.add_argument("--l2v", help="pipeline folder of the trained L2V; the exported model joins it (a2l, "
+                       "mouth-refiner)")
+    train.add_argument("--frames-per-clip", type=int, default=64,
+                       help="frames of each clip that L2V draws for the refiner to learn from (mouth-refiner)")
     train.add_argument("--features", default="logmel", choices=FEATURE_KINDS,
                        help="the speech features the model hears: logmel (no weights), or a speech model's hidden "
                             "states (--speech-model) (speech2latent, a2l)")

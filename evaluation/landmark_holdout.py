@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..faces.align import STABLE_POINTS, fit_similarity
+from ..faces.align import STABLE_POINTS, fit_similarity, rescaled_landmarks
 from ..errors import TalkingHeadError
 from ..faces.landmarks import OUTER_LIPS, get_landmarker, mouth_opening
 from ..faces.paste import paste_masks
@@ -47,7 +47,8 @@ def crops_from_landmarks(pipeline, landmarks: np.ndarray, real: np.ndarray, nois
     """The pipeline's face crops at the size of the real crops (uint8 [N,S,S,3]) for `landmarks` [N,68,2] (in their
     pixels), made as the video makes them at the portrait's size: L2V draws at the model's size from the real crops
     shrunk to it (the first the identity, the others with the lower face blanked the pose references); the lower face
-    is then the first crop's own, warped, with L2V's mouth ("warped"), or L2V's enlarged ("drawn")."""
+    is then the first crop's own, warped, with L2V's mouth (redrawn by the pipeline's mouth refiner, if it has one)
+    ("warped"), or L2V's enlarged ("drawn")."""
     size, model_size = real.shape[1], pipeline.image_size
     small = resize_frames(real, model_size)
     small_landmarks = rescaled_landmarks(landmarks, size, model_size)
@@ -56,19 +57,14 @@ def crops_from_landmarks(pipeline, landmarks: np.ndarray, real: np.ndarray, nois
         batch = small_landmarks[start:start + batch_size]
         keep = 1 - lower_face_mask(batch, model_size)[..., None]
         pose = masked_images(small[start:start + batch_size], keep)
-        drawn.append(pipeline.draw_crops(batch, pose, small[0], small_landmarks[0], noise, steps, sampler, "drawn"))
+        drawn.append(pipeline.draw_crops(batch, pose, small[0], small_landmarks[0], noise, steps, sampler, lower_face))
     drawn = np.concatenate(drawn)
     factor = size / model_size
     to_size = np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]])  # pixel centres kept
     if lower_face == "warped":
-        return compose_lower_face(real[0], landmarks[0], landmarks, drawn, to_size)
+        return compose_lower_face(real[0], landmarks[0], landmarks, drawn, to_size, pipeline.mouth_refiner)
     return np.stack([cv2.warpAffine(crop, to_size, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
                      for crop in drawn])
-
-
-def rescaled_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
-    """Landmarks in the pixels of a `from_size` crop moved to those of the same crop at `to_size`."""
-    return (np.asarray(landmarks, np.float64) + 0.5) * to_size / from_size - 0.5
 
 
 def _pasted_figures(generated: np.ndarray, real: np.ndarray, landmarks: np.ndarray, mask_landmarks: np.ndarray) -> dict:

@@ -139,6 +139,11 @@ def compose_affine(outer, inner) -> np.ndarray:
     return np.concatenate([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
 
 
+def rescaled_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
+    """Landmarks in the pixels of a `from_size` crop moved to those of the same crop at `to_size`."""
+    return (np.asarray(landmarks, np.float64) + 0.5) * to_size / from_size - 0.5
+
+
 def to_unit_coordinates(points, size: int):
     """Pixel coordinates of a ``size`` x ``size`` image to -1..1 (the image's edges); numpy or torch."""
     return (points + 0.5) / size * 2 - 1

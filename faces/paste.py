@@ -7,6 +7,7 @@ import numpy as np
 
 from .align import apply_affine, box_to_affine, compose_affine, invert_affine
 from .landmarks import OUTER_LIPS
+from .mouth_window import WindowRefiner
 from .portrait import PortraitFace
 from .render import lower_face_mask
 from .warp import compose_lower_face, with_still_jaw
@@ -16,13 +17,14 @@ PASTE_FEATHER = 0.03
 
 
 def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, transforms: np.ndarray,
-               lower_face: str = "warped") -> np.ndarray:
+               lower_face: str = "warped", refiner: WindowRefiner | None = None) -> np.ndarray:
     """Full frames [N,H,W,3]: the portrait with its head moved by `transforms` and each frame's lower face blended in.
 
     With `lower_face` "warped" the lower face is the portrait's own, moved onto the frame's landmarks at the portrait's
     own resolution, with the inside of the mouth from the generated crops (uint8 [N,S,S,3] at the size of
-    `face.crop`; see `compose_lower_face`); with "drawn" it is the generated crop's, enlarged. Only the region under
-    the face's crop box changes: the head moves inside a soft ellipse there, so the background and the body stay still.
+    `face.crop`; see `compose_lower_face`), each mouth redrawn at that resolution by the `refiner` if one is given;
+    with "drawn" it is the generated crop's, enlarged. Only the region under the face's crop box changes: the head
+    moves inside a soft ellipse there, so the background and the body stay still.
     """
     size = len(face.crop)
     image_to_crop = box_to_affine(face.box, size)
@@ -39,7 +41,7 @@ def paste_back(face: PortraitFace, crops: np.ndarray, landmarks: np.ndarray, tra
         # The paste mask follows the jaw as the warp moves it (with the head), so its edge does not flicker.
         masks = paste_masks(with_still_jaw(face.crop_landmarks, landmarks), size)
         lower_faces = compose_lower_face(still_region, apply_affine(face.crop_landmarks, crop_to_region),
-                                         apply_affine(landmarks, crop_to_region), crops, crop_to_region)
+                                         apply_affine(landmarks, crop_to_region), crops, crop_to_region, refiner)
     else:
         masks = paste_masks(landmarks, size)
         lower_faces = [cv2.warpAffine(crop, crop_to_region, region_size, flags=cv2.INTER_CUBIC,

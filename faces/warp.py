@@ -19,6 +19,7 @@ from scipy.interpolate import RBFInterpolator
 
 from .align import STABLE_POINTS, apply_affine, fit_similarity
 from .landmarks import CHIN, INNER_LIP_LOWER, INNER_LIP_UPPER, INNER_LIPS, LEFT_EYE, RIGHT_EYE
+from .mouth_window import WindowRefiner, refine_mouths
 
 # How far each chin point (5..11, cheek to cheek) follows the lower lip's own motion.
 _CHIN_FOLLOWS_LIP = 0.7 * np.array([0.25, 0.5, 0.8, 1.0, 0.8, 0.5, 0.25])
@@ -164,12 +165,12 @@ def set_mouth(faces: np.ndarray, drawn: np.ndarray, landmarks: np.ndarray) -> np
 
 
 def compose_lower_face(image: np.ndarray, image_landmarks: np.ndarray, targets: np.ndarray, drawn: np.ndarray,
-                       drawn_to_image: np.ndarray) -> np.ndarray:
+                       drawn_to_image: np.ndarray, refiner: WindowRefiner | None = None) -> np.ndarray:
     """uint8 images [N,H,W,3]: `image` (uint8 [H,W,3], any size; its landmarks [68,2]) moved onto each of `targets`
     [N,68,2] (its pixels), the jaw line with the head and the lower lip (`with_jaw_on_the_lips`), and the inside of
-    each moved mouth taken from `drawn`
-    (uint8 [N,s,s,3], mapped into the image by the 2x3 `drawn_to_image`) except where it still shows the image's own
-    open mouth."""
+    each moved mouth taken from `drawn` (uint8 [N,s,s,3], mapped into the image by the 2x3 `drawn_to_image`) except
+    where it still shows the image's own open mouth; with a `refiner`, each mouth is then redrawn in a window at the
+    image's resolution (see `refine_mouths`)."""
     height, width = image.shape[:2]
     image_landmarks = np.asarray(image_landmarks, np.float64)
     held = with_jaw_on_the_lips(image_landmarks, targets)
@@ -188,4 +189,6 @@ def compose_lower_face(image: np.ndarray, image_landmarks: np.ndarray, targets: 
                                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         alpha = (mouth * (1 - cv2.remap(own, where[..., 0], where[..., 1], cv2.INTER_LINEAR)))[..., None]
         out[:] = np.clip(warped + alpha * (drawn_here - warped), 0, 255).round()
+    if refiner is not None:
+        refine_mouths(composed, targets, drawn, drawn_to_image, refiner)
     return composed

@@ -216,24 +216,33 @@ class PasteBack:
             "lower_face": (list(LOWER_FACES), {"default": DEFAULT_LOWER_FACE, "tooltip": (
                 "warped: the portrait's own lower face moved onto the landmarks at the portrait's resolution, the "
                 "crops' mouths set in (as sharp as the photo); drawn: the crops enlarged.")}),
+            "model": (LANDMARK_MODEL, {"tooltip": (
+                "The model that drew the crops: if it has a mouth refiner, each mouth is redrawn at the portrait's "
+                "resolution (warped lower face only).")}),
         }}
 
     RETURN_TYPES = ("IMAGE", "FLOAT")
     RETURN_NAMES = ("images", "fps")
     FUNCTION = "paste"
     CATEGORY = LANDMARK_CATEGORY
-    DESCRIPTION = "Full-size frames: each generated lower face pasted into the portrait with a soft mask."
+    DESCRIPTION = ("Full-size frames: each generated lower face pasted into the portrait with a soft mask; with the "
+                   "model connected, its mouth refiner (if it has one) redraws each mouth at the portrait's "
+                   "resolution.")
 
-    def paste(self, face: PortraitFace, crops, landmarks: Landmarks, lower_face: str | None = None):
+    def paste(self, face: PortraitFace, crops, landmarks: Landmarks, lower_face: str | None = None,
+              model: LandmarkDiffusionPipeline | None = None):
         lower_face = lower_face or DEFAULT_LOWER_FACE
         check_lower_face(lower_face)
         if len(crops) != len(landmarks.points):
             raise TalkingHeadError(f"{len(crops)} crops for {len(landmarks.points)} frames of landmarks")
         frames = ImageBatch(len(crops))
         size = len(face.crop)
-        for start, batch in zip(range(0, len(crops), RENDER_CHUNK), image_batches(crops, "the crops", batch_size=RENDER_CHUNK)):
-            stop = start + len(batch)
-            frames.add(paste_back(face, resize_frames(batch, size), landmarks.points[start:stop],
-                                  landmarks.transforms[start:stop], lower_face))
+        refiner = model.mouth_refiner if model is not None else None
+        with services.on_device(*([refiner] if refiner is not None else [])):
+            for start, batch in zip(range(0, len(crops), RENDER_CHUNK),
+                                    image_batches(crops, "the crops", batch_size=RENDER_CHUNK)):
+                stop = start + len(batch)
+                frames.add(paste_back(face, resize_frames(batch, size), landmarks.points[start:stop],
+                                      landmarks.transforms[start:stop], lower_face, refiner))
         return (frames.image, landmarks.fps)
 

@@ -51,6 +51,7 @@ from ..hub_models.autoencoders import (
     encode_latents,
 )
 from ..hub_models.landmark_encoder import LandmarkEncoder
+from ..hub_models.mouth_refiner import MouthRefiner
 from ..hub_models.speaker_encoder import SpeakerEncoder
 from ..media.audio import SAMPLE_RATE
 from ..media.features import SPEECH_MODEL_CLASSES, AudioFeatureExtractor, front_end_of
@@ -80,24 +81,27 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
     `hub_models.autoencoders`), `unet` (UNet2DConditionModel over the
     noisy latent and the three condition latents), `landmark_encoder` (coordinates to cross-attention
     tokens), `scheduler`, and optionally `a2l` (speech to landmarks; absent in an L2V-only pipeline),
-    `speaker_encoder` (the GE2E voice embedding A2L hears; without it, the bundled one) and `speech_model`
-    (the wav2vec 2.0 / HuBERT network of A2L's features; none for log-mel).
+    `speaker_encoder` (the GE2E voice embedding A2L hears; without it, the bundled one), `speech_model`
+    (the Whisper, wav2vec 2.0 or HuBERT network of A2L's features; none for log-mel) and `mouth_refiner` (redraws
+    each mouth at the portrait's resolution when the lower face is pasted back; see `hub_models.mouth_refiner`).
     `crop_scale` is the face crop size the models were trained on (see `crop_box_from_landmarks`).
     """
 
-    _optional_components = ["a2l", "speaker_encoder", "speech_model"]  # noqa: RUF012 (diffusers reads it)
+    # diffusers reads it
+    _optional_components = ["a2l", "speaker_encoder", "speech_model", "mouth_refiner"]  # noqa: RUF012
     _component_classes = {"vae": FRAME_AUTOENCODER_CLASSES, "unet": (UNet2DConditionModel,),  # noqa: RUF012
                           "landmark_encoder": (LandmarkEncoder,), "scheduler": (DDIMScheduler,), "a2l": (AudioToLandmarks,),
-                          "speaker_encoder": (SpeakerEncoder,), "speech_model": SPEECH_MODEL_CLASSES}
+                          "speaker_encoder": (SpeakerEncoder,), "speech_model": SPEECH_MODEL_CLASSES,
+                          "mouth_refiner": (MouthRefiner,)}
     _float32_components = ("speaker_encoder",)  # small and run once per audio; bfloat16 moves its embeddings
 
     def __init__(self, vae: FrameAutoencoder, unet: UNet2DConditionModel, landmark_encoder: LandmarkEncoder,
                  scheduler: DDIMScheduler, a2l: AudioToLandmarks | None = None,
                  speaker_encoder: SpeakerEncoder | None = None, speech_model: PreTrainedModel | None = None,
-                 crop_scale: float = 2.0):
+                 mouth_refiner: MouthRefiner | None = None, crop_scale: float = 2.0):
         super().__init__()
         self.register_modules(vae=vae, unet=unet, landmark_encoder=landmark_encoder, scheduler=scheduler, a2l=a2l,
-                              speaker_encoder=speaker_encoder, speech_model=speech_model)
+                              speaker_encoder=speaker_encoder, speech_model=speech_model, mouth_refiner=mouth_refiner)
         self.register_to_config(crop_scale=crop_scale)
         self._feature_extractor: AudioFeatureExtractor | None = None
         self._check_components_fit()
@@ -303,7 +307,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
                                     batch_size, callback, lower_face)
         for start, batch in zip(range(0, len(landmarks), batch_size), crops):
             stop = start + len(batch)
-            yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop], lower_face)
+            yield paste_back(face, batch, landmarks[start:stop], transforms[start:stop], lower_face,
+                             self.mouth_refiner)
 
     # -- dubbing a video ---------------------------------------------------------------------------------
     def track_face(self, frame_batches, fps: float, face: int | str = "largest", landmark_backend: str = "dlib",
@@ -358,7 +363,8 @@ class LandmarkDiffusionPipeline(TalkingHeadPipeline):
         drawn = self.draw_crops(target_crops, pose, reference.crop, reference.crop_landmarks, initial_noise,
                                 num_inference_steps, sampler, "drawn")
         for index, face, crop, target in zip(keep, faces, drawn, target_crops):
-            dubbed[index] = paste_back(face, crop[None], target[None], self.still_head(1), lower_face)[0]
+            dubbed[index] = paste_back(face, crop[None], target[None], self.still_head(1), lower_face,
+                                       self.mouth_refiner)[0]
         return dubbed
 
     @torch.no_grad()

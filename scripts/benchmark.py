@@ -139,7 +139,7 @@ def run_one(config: dict, audio: Path, frames_path: Path | None) -> dict:
             lap("denoising")
             if config["pipeline"] == "landmark":
                 stop = start + len(batch)
-                batch = paste_back(face, batch, landmarks[start:stop], still[start:stop])
+                batch = paste_back(face, batch, landmarks[start:stop], still[start:stop], refiner=pipe.mouth_refiner)
                 start = stop
                 lap("paste-back")
             if frames_path is not None:

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from talking_head.data.dataset import TalkingHeadDataset
-from talking_head.evaluation.landmark_holdout import crops_from_landmarks, rescaled_landmarks
+from talking_head.evaluation.landmark_holdout import crops_from_landmarks
+from talking_head.faces.align import rescaled_landmarks
 from talking_head.faces.landmarks import mouth_opening
 from talking_head.faces.paste import paste_masks
 from talking_head.faces.warp import with_still_jaw

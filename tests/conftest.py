@@ -12,6 +12,7 @@ that reads it later, or in a subprocess) and the constant (for the client alread
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 from huggingface_hub import constants as hf_constants
 
@@ -101,3 +102,21 @@ def local_hub(monkeypatch):
     finally:
         close_session()  # drop kept-alive connections before the server goes
         hub.stop()
+
+
+@pytest.fixture(scope="session")
+def face_points() -> np.ndarray:
+    """68 landmarks of a frontal face in a 64-pixel crop: a jaw arc, brows, nose, eyes and an open mouth."""
+    angles = np.linspace(np.pi * 0.95, np.pi * 0.05, 17)
+    jaw = np.stack([32 - 22 * np.cos(angles), 30 + 22 * np.sin(angles)], axis=1)
+    brows = np.stack([np.r_[np.linspace(14, 28, 5), np.linspace(36, 50, 5)], np.full(10, 18.0)], axis=1)
+    nose = np.stack([np.r_[np.full(4, 32.0), np.linspace(28, 36, 5)], np.r_[np.linspace(22, 34, 4), np.full(5, 36.0)]], 1)
+    eye = np.stack([np.cos(np.linspace(0, 2 * np.pi, 7)[:-1]) * 4, np.sin(np.linspace(0, 2 * np.pi, 7)[:-1]) * 2], 1)
+    eyes = np.r_[eye + (22, 24), eye + (42, 24)]
+    outer = np.stack([32 + 9 * np.cos(np.linspace(np.pi, -np.pi, 13)[:-1]),
+                      44 + 4 * np.sin(np.linspace(np.pi, -np.pi, 13)[:-1])], axis=1)
+    inner = np.stack([32 + 6 * np.cos(np.linspace(np.pi, -np.pi, 9)[:-1]),
+                      44 + 2.5 * np.sin(np.linspace(np.pi, -np.pi, 9)[:-1])], axis=1)
+    points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
+    assert points.shape == (68, 2)
+    return points

@@ -16,9 +16,11 @@ from PIL import Image
 from talking_head import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from talking_head.nodes import services
 from talking_head.nodes.loaders import model_choices
-from talking_head.nodes.values import comfy_image
+from talking_head.nodes.values import Landmarks, comfy_image
 from talking_head.errors import AudioError, FaceError, ModelError, TalkingHeadError
+from talking_head.faces.landmarks import INNER_LIPS
 from talking_head.faces.warp import mouth_masks
+from talking_head.hub_models.mouth_refiner import MouthRefiner
 from talking_head.media.audio import load_audio
 from talking_head.media.video import probe_video
 from talking_head.pipelines.dae_talker import DAETalkerPipeline
@@ -365,6 +367,22 @@ def test_the_landmark_nodes_turn_a_portrait_and_audio_into_full_size_frames(land
     assert torch.allclose(frames[:, outside], portrait[0, outside].expand(50, -1, -1), atol=1 / 255)
     upscaled = torch.nn.functional.interpolate(crops.permute(0, 3, 1, 2), size=64).permute(0, 2, 3, 1)
     assert_comfy_image(node("PasteBack").paste(face, upscaled, landmarks)[0], 50, height, width)
+
+
+def test_paste_back_with_the_model_connected_redraws_the_mouths_with_its_refiner(landmark, portrait):
+    face = node("FindFace").find(landmark, portrait)[0]
+    points = np.repeat(face.crop_landmarks[None], 2, axis=0)
+    landmarks = Landmarks(points, landmark.still_head(2), len(face.crop), 25.0)
+    crops = comfy_image(np.repeat(face.crop[None], 2, axis=0))
+    painting = LandmarkDiffusionPipeline(**{**landmark.components, "mouth_refiner": MouthRefiner(window_size=32)},
+                                         crop_scale=landmark.config.crop_scale)
+    torch.nn.init.constant_(painting.mouth_refiner.conv_out.bias, 4.0)  # paints its windows white
+    plain = node("PasteBack").paste(face, crops, landmarks)[0]
+    assert torch.equal(node("PasteBack").paste(face, crops, landmarks, model=landmark)[0], plain)  # no refiner
+    refined = node("PasteBack").paste(face, crops, landmarks, model=painting)[0]
+    mouth = np.round(face.landmarks[list(INNER_LIPS)].mean(0)).astype(int)
+    assert float(refined[:, mouth[1], mouth[0]].min()) > 0.92 > 0.8 > float(plain[:, mouth[1], mouth[0]].min())
+    assert float((refined != plain).any(-1).float().mean()) < 0.05  # the mouth, not the portrait
 
 
 def test_head_motion_from_frames_moves_the_landmarks_with_the_head(landmark, stereo_audio, portrait):

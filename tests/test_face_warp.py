@@ -1,7 +1,6 @@
 """The portrait's face moved onto new landmarks by a thin-plate spline, and a drawn mouth set into it."""
 
 import numpy as np
-import pytest
 
 from talking_head.faces.align import apply_affine
 from talking_head.faces.landmarks import CHIN, INNER_LIPS
@@ -16,24 +15,6 @@ from talking_head.faces.warp import (
 )
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def face_points() -> np.ndarray:
-    """68 landmarks of a frontal face in a 64-pixel crop: a jaw arc, brows, nose, eyes and an open mouth."""
-    angles = np.linspace(np.pi * 0.95, np.pi * 0.05, 17)
-    jaw = np.stack([32 - 22 * np.cos(angles), 30 + 22 * np.sin(angles)], axis=1)
-    brows = np.stack([np.r_[np.linspace(14, 28, 5), np.linspace(36, 50, 5)], np.full(10, 18.0)], axis=1)
-    nose = np.stack([np.r_[np.full(4, 32.0), np.linspace(28, 36, 5)], np.r_[np.linspace(22, 34, 4), np.full(5, 36.0)]], 1)
-    eye = np.stack([np.cos(np.linspace(0, 2 * np.pi, 7)[:-1]) * 4, np.sin(np.linspace(0, 2 * np.pi, 7)[:-1]) * 2], 1)
-    eyes = np.r_[eye + (22, 24), eye + (42, 24)]
-    outer = np.stack([32 + 9 * np.cos(np.linspace(np.pi, -np.pi, 13)[:-1]),
-                      44 + 4 * np.sin(np.linspace(np.pi, -np.pi, 13)[:-1])], axis=1)
-    inner = np.stack([32 + 6 * np.cos(np.linspace(np.pi, -np.pi, 9)[:-1]),
-                      44 + 2.5 * np.sin(np.linspace(np.pi, -np.pi, 9)[:-1])], axis=1)
-    points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
-    assert points.shape == (68, 2)
-    return points
 
 
 def _textured_crop() -> np.ndarray:

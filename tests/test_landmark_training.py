@@ -18,6 +18,7 @@ from talking_head.training.a2l_task import A2LTask
 from talking_head.training.autoencoder_task import AutoencoderTask
 from talking_head.data.dataset import TalkingHeadDataset
 from talking_head.training.l2v_task import L2VTask
+from talking_head.training.mouth_refiner_task import MouthRefinerTask
 from talking_head.training.loop import LOG_FILE, TrainConfig, Trainer
 from talking_head.data.prepare import prepare_dataset
 from test_training import ffmpeg
@@ -277,3 +278,27 @@ def test_training_on_a_front_end_that_cannot_be_had_stops_before_any_work(datase
     assert main(["train", "a2l", "--data", str(dataset.root), "--out", str(tmp_path / "run"),
                  "--speech-model", str(tmp_path / "missing")]) == 2
     assert "--speech-model and --feature-layers are for the speech model features" in capsys.readouterr().err
+
+
+def test_the_mouth_refiner_learns_from_l2v_drawings_made_once_and_joins_the_l2v_pipeline(dataset, l2v_run, tmp_path):
+    def task():
+        return MouthRefinerTask(dataset, l2v_run / "model", frames_per_clip=12, window_size=16, num_inference_steps=2)
+
+    train(task(), tmp_path / "run", max_steps=40)
+    losses = logged(tmp_path / "run", "train_loss")
+    assert losses[-1] < losses[0]
+    assert logged(tmp_path / "run", "val_pasted_psnr") and logged(tmp_path / "run", "val_pasted_psnr_composed")
+    pipeline = LandmarkDiffusionPipeline.from_pretrained(tmp_path / "run" / "model")
+    assert pipeline.mouth_refiner.window_size == 16 and pipeline.image_size == 32
+    assert {"l2v", "mouth_refiner"} <= set(pipeline.training_record)
+    assert pipeline.training_record["mouth_refiner"]["l2v_drawing"]["steps"] == 2
+    drawings = [next(clip.folder.glob("mouth-refiner-drawings-*.npy")) for clip in dataset.clips]
+    assert all(len(np.load(path)) >= 11 for path in drawings)
+    made = [path.stat().st_mtime_ns for path in drawings]
+    task()  # a second run reads L2V's drawings back
+    assert [path.stat().st_mtime_ns for path in drawings] == made
+
+
+def test_the_mouth_refiner_needs_an_l2v_pipeline(dataset, tmp_path, capsys):
+    assert main(["train", "mouth-refiner", "--data", str(dataset.root), "--out", str(tmp_path)]) == 2
+    assert "train mouth-refiner needs --l2v" in capsys.readouterr().err
