@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..faces.align import STABLE_POINTS, fit_similarity, rescaled_landmarks
+from ..faces.align import STABLE_POINTS, fit_similarity, rescaled_landmarks, rescaling_affine
 from ..errors import TalkingHeadError
 from ..faces.landmarks import OUTER_LIPS, get_landmarker, mouth_opening
 from ..faces.paste import paste_masks
@@ -59,8 +59,7 @@ def crops_from_landmarks(pipeline, landmarks: np.ndarray, real: np.ndarray, nois
         pose = masked_images(small[start:start + batch_size], keep)
         drawn.append(pipeline.draw_crops(batch, pose, small[0], small_landmarks[0], noise, steps, sampler, lower_face))
     drawn = np.concatenate(drawn)
-    factor = size / model_size
-    to_size = np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]])  # pixel centres kept
+    to_size = rescaling_affine(model_size, size)
     if lower_face == "warped":
         return compose_lower_face(real[0], landmarks[0], landmarks, drawn, to_size, pipeline.mouth_refiner)
     return np.stack([cv2.warpAffine(crop, to_size, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)

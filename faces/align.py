@@ -144,6 +144,13 @@ def rescaled_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> n
     return (np.asarray(landmarks, np.float64) + 0.5) * to_size / from_size - 0.5
 
 
+def rescaling_affine(from_size: int, to_size: int) -> np.ndarray:
+    """The 2x3 map that `rescaled_landmarks` applies: a `from_size` crop's pixels to the same crop's at `to_size`
+    (pixel centres kept)."""
+    factor = to_size / from_size
+    return np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]])
+
+
 def to_unit_coordinates(points, size: int):
     """Pixel coordinates of a ``size`` x ``size`` image to -1..1 (the image's edges); numpy or torch."""
     return (points + 0.5) / size * 2 - 1

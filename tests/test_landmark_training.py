@@ -292,7 +292,7 @@ def test_the_mouth_refiner_learns_from_l2v_drawings_made_once_and_joins_the_l2v_
     assert pipeline.mouth_refiner.window_size == 16 and pipeline.image_size == 32
     assert {"l2v", "mouth_refiner"} <= set(pipeline.training_record)
     assert pipeline.training_record["mouth_refiner"]["l2v_drawing"]["steps"] == 2
-    drawings = [next(clip.folder.glob("mouth-refiner-drawings-*.npy")) for clip in dataset.clips]
+    drawings = [next(clip.folder.glob("mouth-refiner-crops-*.npy")) for clip in dataset.clips]
     assert all(len(np.load(path)) >= 11 for path in drawings)
     made = [path.stat().st_mtime_ns for path in drawings]
     task()  # a second run reads L2V's drawings back

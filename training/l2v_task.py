@@ -46,6 +46,15 @@ SAMPLE_STEPS = 25
 CONDITION_BATCH = 256
 
 
+def check_crop_scale(trained_crop_scale: float, dataset: TalkingHeadDataset, folder: str | Path) -> None:
+    """Refuses footage prepared at another crop scale than the L2V in `folder` was trained on."""
+    crop_scale = float(dataset.index.get("crop_scale", 2.4))
+    if abs(trained_crop_scale - crop_scale) > 1e-6:
+        raise TalkingHeadError(f"the L2V in {folder} was trained on crops of {trained_crop_scale} times the face "
+                               f"measure and {dataset.root} holds crops of {crop_scale}: prepare the footage with "
+                               f"--crop-scale {trained_crop_scale}")
+
+
 class L2VTask:
     """Denoising loss of the UNet given the three condition latents and the landmark tokens."""
 
@@ -93,11 +102,7 @@ class L2VTask:
             raise TalkingHeadError(f"the L2V in {folder} works in its own autoencoder's latent ({folder / 'vae'}); "
                                    f"leave out --autoencoder")
         pipeline_config = read_json_record(folder / "model_index.json") or {}
-        trained_crop_scale = float(pipeline_config.get("crop_scale", self.crop_scale))
-        if abs(trained_crop_scale - self.crop_scale) > 1e-6:
-            raise TalkingHeadError(f"the L2V in {folder} was trained on crops of {trained_crop_scale} times the face "
-                                   f"measure and {self.dataset.root} holds crops of {self.crop_scale}: prepare the "
-                                   f"footage with --crop-scale {trained_crop_scale}")
+        check_crop_scale(float(pipeline_config.get("crop_scale", self.crop_scale)), self.dataset, folder)
         self.unet = UNet2DConditionModel.from_pretrained(folder / "unet")
         self.landmark_encoder = LandmarkEncoder.from_pretrained(folder / "landmark_encoder")
         self.init_record = (read_json_record(folder / TRAINING_RECORD) or {}).get("l2v")

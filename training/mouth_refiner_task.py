@@ -17,7 +17,7 @@ import torch
 
 from ..data.dataset import Clip, TalkingHeadDataset, save_array_atomically
 from ..errors import TalkingHeadError
-from ..faces.align import rescaled_landmarks
+from ..faces.align import rescaled_landmarks, rescaling_affine
 from ..faces.mouth_window import MouthWindows
 from ..faces.render import lower_face_mask
 from ..faces.warp import compose_lower_face
@@ -25,6 +25,7 @@ from ..hub_models.mouth_refiner import MouthRefiner
 from ..media.video import resize_frames
 from ..pipelines.base import default_device
 from ..pipelines.landmark import LandmarkDiffusionPipeline, masked_images
+from .l2v_task import check_crop_scale
 from .latent_cache import module_fingerprint
 from .loop import module_device
 
@@ -32,12 +33,6 @@ NUM_SAMPLE_WINDOWS = 8
 DRAWING_BATCH = 16
 # What the refiner learns from outside the pasted region, relative to inside it.
 _OUTSIDE_WEIGHT = 0.05
-
-
-def _to_size(from_size: int, to_size: int) -> np.ndarray:
-    """The 2x3 map from a `from_size` crop's pixels to the same crop's at `to_size` (pixel centres kept)."""
-    factor = to_size / from_size
-    return np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]])
 
 
 def _weighted_psnr(made: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> float:
@@ -56,11 +51,7 @@ class MouthRefinerTask:
         self.dataset = dataset
         self.l2v = Path(l2v)
         self.pipeline = LandmarkDiffusionPipeline.from_pretrained(self.l2v)
-        crop_scale = float(dataset.index.get("crop_scale", 2.4))
-        if abs(self.pipeline.config.crop_scale - crop_scale) > 1e-6:
-            raise TalkingHeadError(f"the L2V in {l2v} works on crops of {self.pipeline.config.crop_scale} times the "
-                                   f"face measure and {dataset.root} holds crops of {crop_scale}: prepare the footage "
-                                   f"with --crop-scale {self.pipeline.config.crop_scale}")
+        check_crop_scale(self.pipeline.config.crop_scale, dataset, l2v)
         self.pipeline.to(default_device())
         self.frames_per_clip = frames_per_clip
         self.drawing = {"steps": num_inference_steps, "sampler": sampler,
@@ -81,11 +72,12 @@ class MouthRefinerTask:
         frames = np.unique(np.linspace(0, clip.num_frames - 1, self.frames_per_clip).round().astype(int))
         return frames[frames != portrait], portrait
 
-    def _drawings(self, clip: Clip, frames: np.ndarray, portrait: int) -> np.ndarray:
-        """L2V's crops (uint8 [N,s,s,3], as `draw_crops` returns them with the lower face "drawn") of `frames` with
-        the `portrait` frame as identity, read from the clip's cache or drawn and cached."""
+    def _crops(self, clip: Clip, frames: np.ndarray, portrait: int) -> np.ndarray:
+        """The crops (uint8 [N,s,s,3]) that the video hands the paste for `frames` with the `portrait` frame as
+        identity: L2V's drawings with the portrait's lower face warped around their mouths (`draw_crops` "warped");
+        read from the clip's cache or drawn and cached."""
         drawing = self.drawing
-        path = clip.folder / (f"mouth-refiner-drawings-{drawing['l2v']}-{drawing['sampler']}{drawing['steps']}-"
+        path = clip.folder / (f"mouth-refiner-crops-{drawing['l2v']}-{drawing['sampler']}{drawing['steps']}-"
                               f"{self.frames_per_clip}.npy")
         if path.exists():
             cached = np.load(path)
@@ -101,7 +93,7 @@ class MouthRefinerTask:
             keep = 1 - lower_face_mask(batch, size)[..., None]
             pose = masked_images(images[start:start + len(batch)], keep)
             drawn.append(self.pipeline.draw_crops(batch, pose, images[-1], landmarks[-1], noise, drawing["steps"],
-                                                  drawing["sampler"], "drawn"))
+                                                  drawing["sampler"], "warped"))
         drawn = np.concatenate(drawn)
         save_array_atomically(path, drawn)
         return drawn
@@ -110,16 +102,12 @@ class MouthRefinerTask:
         """Mouth windows of a clip's chosen frames: the composition as the pipeline pastes it, L2V's crops, the mask
         channels, the paste masks and the real frame's; and the frames' split."""
         frames, portrait = self._chosen_frames(clip)
-        drawn = self._drawings(clip, frames, portrait)
-        size, resolution = self.pipeline.image_size, self.dataset.resolution
+        crops = self._crops(clip, frames, portrait)
         all_landmarks = np.asarray(clip.array("landmarks"), np.float64)
-        targets, portrait_landmarks = all_landmarks[frames], all_landmarks[portrait]
-        portrait_image = np.asarray(clip.array("frames")[portrait])
-        small_portrait = resize_frames(portrait_image[None], size)[0]
-        crops = compose_lower_face(small_portrait, rescaled_landmarks(portrait_landmarks, resolution, size),
-                                   rescaled_landmarks(targets, resolution, size), drawn, np.eye(2, 3))
-        crop_to_frame = _to_size(size, resolution)
-        composed = compose_lower_face(portrait_image, portrait_landmarks, targets, crops, crop_to_frame)
+        targets = all_landmarks[frames]
+        crop_to_frame = rescaling_affine(self.pipeline.image_size, self.dataset.resolution)
+        composed = compose_lower_face(np.asarray(clip.array("frames")[portrait]), all_landmarks[portrait], targets,
+                                      crops, crop_to_frame)
         windows = MouthWindows.around(targets, self.refiner.window_size)
         return {"composed": windows.sample(composed), "drawn": windows.sample(crops, crop_to_frame),
                 "masks": windows.masks().astype(np.float16), "paste": windows.paste_masks().astype(np.float16),
